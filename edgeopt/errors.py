@@ -1,0 +1,117 @@
+"""The errors edgeopt raises on purpose.
+
+Each carries a stable ``code`` (documented in docs/errors.md), a message saying what is wrong, and a
+``hint`` saying what to do next. The CLI prints ``error[CODE]: message`` and the hint on one line
+each, never a traceback (unless ``EDGEOPT_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+
+class EdgeoptError(Exception):
+    """Base class: a problem the user can act on."""
+
+    code = "E000"
+    default_hint = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ModelError(EdgeoptError):
+    """The model file or object cannot be read, checked or converted."""
+
+    code = "E100"
+    default_hint = "check that the file is a complete, valid model (try `edgeopt inspect MODEL`)"
+
+
+class UnsafeModelError(ModelError):
+    """The model asks for something edgeopt refuses by default (pickle, paths outside its folder...)."""
+
+    code = "E110"
+
+
+class ResourceLimitError(ModelError):
+    """The model declares more memory than the configured limit allows."""
+
+    code = "E120"
+    default_hint = "raise the limit with EDGEOPT_MAX_TENSOR_BYTES if you trust this model"
+
+
+class UnsupportedModelError(ModelError):
+    """The model uses an op or feature the target or converter cannot handle."""
+
+    code = "E130"
+
+
+class InputSpecError(EdgeoptError):
+    """Input shapes, dtypes or names given by the user do not match the model."""
+
+    code = "E200"
+    default_hint = "run `edgeopt inspect MODEL` to see the model's inputs"
+
+
+class DataError(EdgeoptError):
+    """Calibration or evaluation data cannot be read or does not fit the model."""
+
+    code = "E210"
+    default_hint = "data is an .npz whose keys are the model's input names (plus optional 'labels')"
+
+
+class TargetError(EdgeoptError):
+    """Unknown target, or a target that cannot be used here."""
+
+    code = "E300"
+    default_hint = "run `edgeopt targets` to list targets and why any are unavailable"
+
+
+class TargetUnavailable(TargetError):
+    """The target exists but cannot run on this machine (missing package, no device)."""
+
+    code = "E310"
+
+
+class DeviceError(EdgeoptError):
+    """Unknown or invalid device profile."""
+
+    code = "E320"
+    default_hint = "run `edgeopt devices` to list device profiles"
+
+
+class PluginError(EdgeoptError):
+    """A plugin failed to load, register or run a hook."""
+
+    code = "E400"
+    default_hint = "run `edgeopt plugins` to see each plugin's status; disable it with EDGEOPT_PLUGINS"
+
+
+class CompileError(EdgeoptError):
+    """A target failed to produce a working model."""
+
+    code = "E500"
+
+
+class AccuracyBudgetExceeded(EdgeoptError):
+    """No candidate stays within the accuracy budget."""
+
+    code = "E600"
+    default_hint = "raise --max-drop, give real --calib data, or choose --precision fp32"
+
+
+class ArtifactError(EdgeoptError):
+    """An artifact is missing, incomplete or fails its hash check."""
+
+    code = "E700"
+    default_hint = "re-run `edgeopt deploy`; never edit files inside an artifact"
+
+
+class OutputPathError(EdgeoptError):
+    """The output location cannot be written."""
+
+    code = "E710"
+    default_hint = "choose a writable --out directory with free space"

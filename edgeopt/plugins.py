@@ -1,0 +1,319 @@
+"""Loading plugins and calling their hooks, one plugin's failure never taking the others down.
+
+Plugins come from the ``edgeopt`` entry-point group (plus the core's built-in importers and
+meters). ``EDGEOPT_DISABLE_PLUGIN_AUTOLOAD=1`` loads no entry points; ``EDGEOPT_PLUGINS=a,b`` loads
+only those; ``EDGEOPT_BLOCKED_PLUGINS=a,b`` never loads those. A plugin that fails to import, has
+the wrong ``EDGEOPT_HOOK_API``, misspells a hook, or raises inside a hook is quarantined: recorded
+in ``problems`` with its name and error, while the rest keep working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from edgeopt import hookspecs
+from edgeopt.errors import EdgeoptError, PluginError, TargetError, TargetUnavailable
+
+if TYPE_CHECKING:
+    import typer
+
+    from edgeopt.types import (
+        Compiled,
+        Dataset,
+        DeviceProfile,
+        EnergyMeter,
+        Graph,
+        ImportOptions,
+        Plan,
+        RunSettings,
+        Runner,
+    )
+
+from edgeopt.types import TargetInfo
+
+ENTRY_POINT_GROUP = "edgeopt"
+BUILTIN_PLUGINS = (
+    "edgeopt.importers.onnx_file",
+    "edgeopt.importers.torch",
+    "edgeopt.importers.sklearn",
+    "edgeopt.energy",
+)
+
+hookimpl = pluggy.HookimplMarker("edgeopt")
+
+
+@dataclass(frozen=True)
+class PluginStatus:
+    """One plugin as ``edgeopt plugins`` shows it."""
+
+    name: str
+    version: str
+    status: str
+    """``ok`` or ``broken``."""
+    hooks: tuple[str, ...] = ()
+    error: str = ""
+    builtin: bool = False
+
+
+@dataclass
+class TargetRegister:
+    """Handed to ``edgeopt_register_targets``; records targets under the calling plugin's name."""
+
+    plugin: str
+    targets: list[TargetInfo] = field(default_factory=list)
+
+    def add_target(
+        self,
+        name: str,
+        *,
+        description: str,
+        precisions: tuple[str, ...] | list[str],
+        available: bool = True,
+        reason: str = "",
+        device_kinds: tuple[str, ...] | list[str] = ("cpu",),
+    ) -> None:
+        if not available and not reason:
+            raise PluginError(f"plugin {self.plugin!r} marked target {name!r} unavailable without a reason")
+        self.targets.append(
+            TargetInfo(
+                name=name,
+                plugin=self.plugin,
+                description=description,
+                precisions=tuple(precisions),
+                available=available,
+                reason=reason,
+                device_kinds=tuple(device_kinds),
+            )
+        )
+
+
+def _env_list(name: str) -> set[str] | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return {item.strip() for item in value.split(",") if item.strip()}
+
+
+class PluginManager:
+    """Typed facade over pluggy: one method per hook. Build it with ``get_plugin_manager()``."""
+
+    def __init__(self) -> None:
+        self._pm = pluggy.PluginManager("edgeopt")
+        self._pm.add_hookspecs(hookspecs)
+        self._statuses: dict[str, PluginStatus] = {}
+        self._targets: list[TargetInfo] | None = None
+
+    # -- loading -----------------------------------------------------------------------------------
+
+    def load_builtins(self) -> None:
+        for module_name in BUILTIN_PLUGINS:
+            self._register_guarded(module_name, lambda m=module_name: importlib.import_module(m), builtin=True)
+
+    def load_entry_points(self) -> None:
+        if os.environ.get("EDGEOPT_DISABLE_PLUGIN_AUTOLOAD"):
+            return
+        allow = _env_list("EDGEOPT_PLUGINS")
+        blocked = _env_list("EDGEOPT_BLOCKED_PLUGINS") or set()
+        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in blocked or (allow is not None and ep.name not in allow):
+                continue
+            version = ep.dist.version if ep.dist else "?"
+            self._register_guarded(ep.name, ep.load, version=version)
+
+    def register(self, plugin: ModuleType | object, name: str, *, version: str = "0") -> None:
+        """Register an already-imported plugin object (tests, notebooks)."""
+        self._register_guarded(name, lambda: plugin, version=version)
+
+    def _register_guarded(
+        self, name: str, load: Callable[[], Any], *, version: str = "", builtin: bool = False
+    ) -> None:
+        if version == "":
+            from edgeopt import __version__
+
+            version = __version__
+        try:
+            plugin = load()
+            api = getattr(plugin, "EDGEOPT_HOOK_API", None)
+            if api != hookspecs.HOOK_API_VERSION:
+                raise PluginError(
+                    f"declares EDGEOPT_HOOK_API={api!r}, this edgeopt implements "
+                    f"{hookspecs.HOOK_API_VERSION}",
+                    hint="upgrade the plugin or edgeopt so both speak the same hook API",
+                )
+            self._pm.register(plugin, name=name)
+            try:
+                self._pm.check_pending()
+            except pluggy.PluginValidationError:
+                self._pm.unregister(name=name)
+                raise
+            hooks = tuple(sorted(h.name for h in self._pm.get_hookcallers(plugin) or ()))
+            self._statuses[name] = PluginStatus(name, version, "ok", hooks, builtin=builtin)
+        except Exception as exc:  # a broken plugin is quarantined, never fatal
+            self._statuses[name] = PluginStatus(
+                name, version, "broken", error=f"{type(exc).__name__}: {exc}", builtin=builtin
+            )
+        self._targets = None
+
+    # -- introspection -----------------------------------------------------------------------------
+
+    def plugins(self) -> list[PluginStatus]:
+        return sorted(self._statuses.values(), key=lambda s: (not s.builtin, s.name))
+
+    def plugin_versions(self) -> dict[str, str]:
+        return {s.name: s.version for s in self._statuses.values() if s.status == "ok"}
+
+    def _quarantine(self, name: str, hook: str, exc: BaseException) -> None:
+        old = self._statuses.get(name)
+        self._statuses[name] = PluginStatus(
+            name,
+            old.version if old else "?",
+            "broken",
+            old.hooks if old else (),
+            error=f"hook {hook} raised {type(exc).__name__}: {exc}",
+            builtin=old.builtin if old else False,
+        )
+
+    def _impls(self, hook: str, plugin: str | None = None) -> Iterator[tuple[str, Callable[..., Any], list[str]]]:
+        """Hook implementations in pluggy's call order, optionally only ``plugin``'s."""
+        caller = getattr(self._pm.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):
+            if plugin is not None and impl.plugin_name != plugin:
+                continue
+            if self._statuses.get(impl.plugin_name, None) and self._statuses[impl.plugin_name].status != "ok":
+                continue
+            yield impl.plugin_name, impl.function, list(impl.argnames)
+
+    @staticmethod
+    def _call(function: Callable[..., Any], argnames: list[str], kwargs: dict[str, Any]) -> Any:
+        return function(**{a: kwargs[a] for a in argnames})
+
+    # -- hooks -------------------------------------------------------------------------------------
+
+    def targets(self) -> list[TargetInfo]:
+        """Every target every healthy plugin registers; a plugin that raises is quarantined."""
+        if self._targets is None:
+            found: list[TargetInfo] = []
+            for name, fn, args in self._impls("edgeopt_register_targets"):
+                register = TargetRegister(plugin=name)
+                try:
+                    self._call(fn, args, {"register": register})
+                except Exception as exc:
+                    self._quarantine(name, "edgeopt_register_targets", exc)
+                    continue
+                found.extend(register.targets)
+            self._targets = found
+        return list(self._targets)
+
+    def target(self, name: str, *, require_available: bool = True) -> TargetInfo:
+        matches = [t for t in self.targets() if t.name == name]
+        if not matches:
+            known = ", ".join(sorted(t.name for t in self.targets())) or "none installed"
+            raise TargetError(f"unknown target {name!r} (known: {known})")
+        info = matches[0]
+        if require_available and not info.available:
+            raise TargetUnavailable(f"target {name!r} is unavailable: {info.reason}", hint=info.reason)
+        return info
+
+    def import_model(self, source: object, options: ImportOptions, workdir: Path) -> Graph | None:
+        """First importer that recognises ``source`` wins. EdgeoptErrors pass through unchanged."""
+        for name, fn, args in self._impls("edgeopt_import"):
+            try:
+                graph = self._call(fn, args, {"source": source, "options": options, "workdir": workdir})
+            except EdgeoptError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"importer {name!r} failed: {type(exc).__name__}: {exc}") from exc
+            if graph is not None:
+                return graph
+        return None
+
+    def _target_call(self, hook: str, target: TargetInfo, kwargs: dict[str, Any]) -> Any:
+        for name, fn, args in self._impls(hook, plugin=target.plugin):
+            try:
+                result = self._call(fn, args, kwargs)
+            except EdgeoptError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {name!r} failed in {hook} for target {target.name!r}: {type(exc).__name__}: {exc}",
+                    hint="report this to the plugin's authors; run with EDGEOPT_DEBUG=1 for the traceback",
+                ) from exc
+            if result is not None:
+                return result
+        return None
+
+    def plan(self, graph: Graph, target: TargetInfo, device: DeviceProfile, precision: str) -> list[Plan]:
+        plans = self._target_call(
+            "edgeopt_plan", target, {"graph": graph, "target": target, "device": device, "precision": precision}
+        )
+        return list(plans or [])
+
+    def compile(
+        self,
+        graph: Graph,
+        plan: Plan,
+        target: TargetInfo,
+        device: DeviceProfile,
+        calibration: Dataset,
+        workdir: Path,
+    ) -> Compiled:
+        compiled = self._target_call(
+            "edgeopt_compile",
+            target,
+            {
+                "graph": graph,
+                "plan": plan,
+                "target": target,
+                "device": device,
+                "calibration": calibration,
+                "workdir": workdir,
+            },
+        )
+        if compiled is None:
+            raise PluginError(f"plugin {target.plugin!r} returned no compiled model for target {target.name!r}")
+        return compiled
+
+    def runner(self, compiled: Compiled, target: TargetInfo, device: DeviceProfile, settings: RunSettings) -> Runner:
+        runner = self._target_call(
+            "edgeopt_runner",
+            target,
+            {"compiled": compiled, "target": target, "device": device, "settings": settings},
+        )
+        if runner is None:
+            raise PluginError(f"plugin {target.plugin!r} gave no runner for target {target.name!r}")
+        return runner
+
+    def energy_meters(self, device: DeviceProfile) -> list[EnergyMeter]:
+        meters: list[EnergyMeter] = []
+        for name, fn, args in self._impls("edgeopt_energy_meters"):
+            try:
+                meters.extend(self._call(fn, args, {"device": device}) or [])
+            except Exception as exc:
+                self._quarantine(name, "edgeopt_energy_meters", exc)
+        return meters
+
+    def add_cli_commands(self, app: typer.Typer) -> None:
+        for name, fn, args in self._impls("edgeopt_cli_commands"):
+            try:
+                self._call(fn, args, {"app": app})
+            except Exception as exc:
+                self._quarantine(name, "edgeopt_cli_commands", exc)
+
+
+def get_plugin_manager(*, builtins: bool = True, entry_points: bool = True) -> PluginManager:
+    """A fresh manager with the built-in plugins and the installed entry-point plugins loaded."""
+    pm = PluginManager()
+    if builtins:
+        pm.load_builtins()
+    if entry_points:
+        pm.load_entry_points()
+    return pm

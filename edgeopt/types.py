@@ -1,0 +1,266 @@
+"""Plain data passed between the core and plugins.
+
+Every value a hook receives or returns is one of these frozen dataclasses (or a ``Runner`` /
+``EnergyMeter`` object implementing the protocols below). They hold paths and numbers, never open
+sessions, so a job can be serialized and run elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+Dim = int | str
+"""A tensor dimension: a size, or a symbolic name for a dynamic one."""
+
+Feeds = Mapping[str, np.ndarray]
+"""Model inputs by name."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output."""
+
+    name: str
+    dtype: str
+    """numpy dtype name, e.g. ``float32``."""
+    shape: tuple[Dim, ...]
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(d, int) and d > 0 for d in self.shape)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A normalized, checked, hardware-neutral ONNX model stored at ``path``.
+
+    Invariants: passes ``onnx.checker`` (full check), opset >= 17, shapes inferred, graph inputs
+    exclude initializers, every input shape static unless the user kept a dimension dynamic.
+    """
+
+    path: Path
+    fingerprint: str
+    """sha256 of the normalized model's bytes."""
+    source_fingerprint: str
+    """sha256 of what the user gave (file bytes, or the exported model's bytes)."""
+    source_format: str
+    """``onnx``, ``torch``, ``sklearn`` or a plugin's own format name."""
+    opset: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    source_opset: int | None = None
+    notes: tuple[str, ...] = ()
+    """Warnings raised while normalizing (e.g. a dynamic dim fixed to a default)."""
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to turn a user's model into a Graph."""
+
+    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """Fixed shapes by input name; key ``""`` applies to a single-input model."""
+    trust_pickle: bool = False
+    """Allow loading pickled objects (whole torch models, joblib files)."""
+    allow_custom_ops: bool = False
+    """Allow ops from non-standard domains."""
+    weights: Path | None = None
+    """Weights file for a ``package.module:factory`` torch source."""
+    workdir: Path | None = None
+    """Where the normalized model is written; a temp dir when None."""
+    opset: int = 17
+    """Minimum opset after normalization."""
+    simplify: bool = True
+    """Run graph simplification (onnxslim)."""
+    max_tensor_bytes: int = 2 * 1024**3
+    """Refuse any single tensor the model declares larger than this."""
+    dynamic_dim_default: int = 1
+    """Size given to a dynamic dimension the user did not fix (with a warning)."""
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """What a device can do, read from ``device_profiles/*.yaml``. Figures carry their ``sources``."""
+
+    name: str
+    kind: str
+    """``cpu``, ``gpu``, ``npu`` or ``tpu``."""
+    description: str
+    peak_ops: Mapping[str, float]
+    """Peak operations per second by precision (``fp32``, ``fp16``, ``int8``...)."""
+    memory_bandwidth: float
+    """Bytes per second."""
+    idle_power_w: float
+    active_power_w: float
+    isa: tuple[str, ...] = ()
+    """CPU instruction-set flags that matter for kernels (``avx2``, ``avx512_vnni``, ``amx``...)."""
+    cores: int | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Where each figure comes from, by field name."""
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """A deploy target as a plugin registers it."""
+
+    name: str
+    plugin: str
+    description: str
+    precisions: tuple[str, ...]
+    """Precisions this target can compile: ``fp32``, ``fp16``, ``int8``, ``int8-dynamic``..."""
+    available: bool = True
+    reason: str = ""
+    """Why the target cannot run here, and what to install or attach; empty when available."""
+    device_kinds: tuple[str, ...] = ("cpu",)
+    """Device profile kinds this target runs on."""
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    """One optimization step with its parameters, exactly as recorded in the manifest."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One candidate configuration for a target."""
+
+    target: str
+    precision: str
+    passes: tuple[PassSpec, ...] = ()
+    label: str = ""
+    """Short human name, e.g. ``int8 static per-channel minmax``."""
+    threads: int | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """What a target produced for one Plan: files under ``directory``."""
+
+    directory: Path
+    model_file: str
+    """Path of the main model file, relative to ``directory``."""
+    files: tuple[str, ...]
+    """Every file the runtime needs, relative to ``directory`` (includes ``model_file``)."""
+    plan: Plan
+    runtime: str
+    """Runtime and version, e.g. ``onnxruntime 1.22.0``."""
+    passes: tuple[PassSpec, ...] = ()
+    """Passes actually applied, with their final parameters."""
+    notes: tuple[str, ...] = ()
+
+    @property
+    def model_path(self) -> Path:
+        return self.directory / self.model_file
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a runner should execute."""
+
+    batch: int = 1
+    threads: int | None = None
+    """Intra-op threads; None lets the runtime decide."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Calibration or evaluation samples, each array stacking samples on axis 0."""
+
+    arrays: Mapping[str, np.ndarray]
+    labels: np.ndarray | None = None
+    synthetic: bool = False
+    source: str = ""
+    """Where the data came from (file path, ``iterable``, ``synthetic``)."""
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values()))) if self.arrays else 0
+
+    def batches(self, batch: int) -> list[dict[str, np.ndarray]]:
+        """Consecutive feeds of ``batch`` samples (the last partial one dropped unless it is the only one)."""
+        n = len(self)
+        stops = list(range(batch, n + 1, batch)) or [n]
+        return [
+            {k: np.ascontiguousarray(v[s - batch if s >= batch else 0 : s]) for k, v in self.arrays.items()}
+            for s in stops
+        ]
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """A loaded model ready to run. Created once, called many times by the core's harness."""
+
+    def run(self, feeds: Feeds) -> Sequence[np.ndarray]:
+        """Run one inference; return outputs in the graph's output order as numpy arrays."""
+        ...
+
+    def close(self) -> None:
+        """Release the session; the runner is not used afterwards."""
+        ...
+
+
+@dataclass(frozen=True)
+class EnergyReading:
+    joules: float
+    method: str
+    """``rapl``, ``nvml`` or ``estimated:<how>``."""
+
+
+@runtime_checkable
+class EnergyMeter(Protocol):
+    """A counter read around a timed region."""
+
+    name: str
+    method: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> EnergyReading: ...
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of one configuration, seconds."""
+
+    runs: int
+    batch: int
+    min: float
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    stdev: float
+    throughput: float
+    """Samples per second at this batch."""
+    method: str = "measured:wallclock"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Quality of a candidate against the reference."""
+
+    metric: str
+    """Name of the task metric (``accuracy``, ``mse``...) or ``fidelity:cosine``."""
+    reference: float | None
+    candidate: float | None
+    drop: float | None
+    """Drop in the metric's own units (positive is worse)."""
+    higher_is_better: bool = True
+    fidelity: Mapping[str, float] = field(default_factory=dict)
+    """Label-free agreement with the reference: top1_agreement, cosine, sqnr_db, max_abs_error."""
+    samples: int = 0
+    synthetic_data: bool = False
