@@ -1,6 +1,12 @@
-"""edgeopt: trained model → normalized ONNX → target plugin → verified, profiled artifact."""
+"""edgeopt: trained model → normalized ONNX → target plugin → verified, profiled artifact.
+
+The SDK functions are imported on first use, so ``import edgeopt`` stays light for plugins.
+"""
+
+from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("edgeopt")
@@ -9,4 +15,34 @@ except PackageNotFoundError:  # running from a source tree without install
 
 from edgeopt.plugins import hookimpl  # noqa: E402
 
-__all__ = ["__version__", "hookimpl"]
+if TYPE_CHECKING:
+    from edgeopt.api import Predictor, deploy, devices, inspect, load, plugins, profile, targets
+    from edgeopt.deploy import Deployment
+
+_SDK = {"deploy", "load", "profile", "inspect", "targets", "devices", "plugins", "Predictor"}
+
+__all__ = [
+    "Deployment",
+    "Predictor",
+    "__version__",
+    "deploy",
+    "devices",
+    "hookimpl",
+    "inspect",
+    "load",
+    "plugins",
+    "profile",
+    "targets",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SDK:
+        from edgeopt import api
+
+        return getattr(api, name)
+    if name == "Deployment":
+        from edgeopt.deploy import Deployment
+
+        return Deployment
+    raise AttributeError(f"module 'edgeopt' has no attribute {name!r}")

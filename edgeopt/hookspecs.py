@@ -29,8 +29,8 @@ if TYPE_CHECKING:
         Graph,
         ImportOptions,
         Plan,
-        RunSettings,
         Runner,
+        RunSettings,
         TargetInfo,
     )
 

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
         Graph,
         ImportOptions,
         Plan,
-        RunSettings,
         Runner,
+        RunSettings,
     )
 
 from edgeopt.types import TargetInfo

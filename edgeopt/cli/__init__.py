@@ -1,0 +1,47 @@
+"""The ``edgeopt`` command line: composes the command modules and turns errors into one clear line."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from edgeopt.cli import artifact_commands, deploy_command, info_commands
+from edgeopt.errors import EdgeoptError
+
+app = typer.Typer(
+    name="edgeopt",
+    help="Take a trained model to an edge device and prove how fast, small, accurate and energy-hungry it is there.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+deploy_command.register(app)
+artifact_commands.register(app)
+info_commands.register(app)
+
+
+def _add_plugin_commands() -> None:
+    if os.environ.get("EDGEOPT_DISABLE_PLUGIN_AUTOLOAD"):
+        return
+    from edgeopt.plugins import get_plugin_manager
+
+    get_plugin_manager(builtins=False).add_cli_commands(app)
+
+
+def main() -> None:
+    """Console entry point: EdgeoptError → ``error[CODE]: message`` + hint on stderr, exit 1."""
+    try:
+        _add_plugin_commands()
+        app()
+    except EdgeoptError as exc:
+        if os.environ.get("EDGEOPT_DEBUG"):
+            raise
+        sys.stderr.write(f"error[{exc.code}]: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"  hint: {exc.hint}\n")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted; nothing was written\n")
+        raise SystemExit(130) from None

@@ -1,0 +1,130 @@
+"""Facts about the host CPU that decide which kernels (and so which quantization settings) are fast.
+
+Read from ``/proc/cpuinfo`` on Linux; elsewhere from numpy's runtime CPU dispatch table and
+``platform``. Flag names are normalized to Linux's x86 spelling, plus ``neon``/``dotprod``/``i8mm``
+for Arm, so a device profile written by hand and one detected here compare equal.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "neon",
+    "dotprod",
+    "i8mm",
+)
+"""Every flag ``cpu_isa`` can report, in the order it reports them."""
+
+_CPUINFO_ALIASES = {
+    # Arm /proc/cpuinfo "Features" spelling -> ours
+    "asimd": "neon",
+    "asimddp": "dotprod",
+}
+
+_NUMPY_ALIASES = {
+    "AVX2": "avx2",
+    "FMA3": "fma",
+    "F16C": "f16c",
+    "AVX512F": "avx512f",
+    "AVX512VNNI": "avx512_vnni",
+    "AVX512BF16": "avx512_bf16",
+    "NEON": "neon",
+    "ASIMD": "neon",
+    "ASIMDDP": "dotprod",
+}
+
+_DARWIN_SYSCTL = {
+    "hw.optional.arm.FEAT_DotProd": "dotprod",
+    "hw.optional.arm.FEAT_I8MM": "i8mm",
+}
+
+
+def _ordered(flags: set[str]) -> tuple[str, ...]:
+    return tuple(f for f in ISA_FLAGS if f in flags)
+
+
+def parse_cpuinfo(text: str) -> tuple[str, ...]:
+    """Normalized ISA flags from the text of ``/proc/cpuinfo`` (first ``flags``/``Features`` line)."""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            raw = {_CPUINFO_ALIASES.get(word, word) for word in value.lower().split()}
+            return _ordered(raw)
+    return ()
+
+
+def _numpy_flags() -> set[str]:
+    try:  # numpy's own dispatch table: the one portable source that needs no extra package
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # pragma: no cover - numpy < 2
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return set()
+    return {ours for theirs, ours in _NUMPY_ALIASES.items() if features.get(theirs)}
+
+
+def _sysctl(name: str) -> str:
+    try:
+        done = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_isa() -> tuple[str, ...]:
+    """The host's kernel-relevant ISA flags, a subset of ``ISA_FLAGS`` in that order."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if sys.platform.startswith("linux") and cpuinfo.is_file():
+        flags = parse_cpuinfo(cpuinfo.read_text(errors="replace"))
+        if flags:
+            return flags
+    found = _numpy_flags()
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        found.add("neon")
+        if sys.platform == "darwin":
+            found.update(ours for key, ours in _DARWIN_SYSCTL.items() if _sysctl(key) == "1")
+    return _ordered(found)
+
+
+def physical_cores() -> int:
+    """Physical cores (what compute-bound kernels scale with); logical CPUs when psutil cannot tell."""
+    try:
+        import psutil
+
+        count = psutil.cpu_count(logical=False)
+    except ImportError:  # pragma: no cover - psutil is a core dependency
+        count = None
+    return count or os.cpu_count() or 1
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_name() -> str:
+    """The CPU's marketing name (``AMD EPYC``, ``Apple M2``...), or the machine type when unknown."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if sys.platform.startswith("linux") and cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip().lower() in ("model name", "hardware", "cpu model") and value.strip():
+                return value.strip()
+    if sys.platform == "darwin":
+        name = _sysctl("machdep.cpu.brand_string")
+        if name:
+            return name
+    return platform.processor() or platform.machine() or "unknown"

@@ -1,0 +1,166 @@
+"""The manifest: everything an artifact claims, as plain JSON data."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata as md
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgeopt import __version__
+from edgeopt.artifact import MANIFEST_SCHEMA_VERSION
+from edgeopt.metrics import metric_unit
+from edgeopt.types import Dataset, DeviceProfile, Graph, PassSpec, TargetInfo, TensorSpec
+
+if TYPE_CHECKING:
+    from edgeopt.candidates import Candidate
+    from edgeopt.deploy import DeployRequest
+
+RECORDED_PACKAGES = (
+    "onnx",
+    "onnxruntime",
+    "onnxslim",
+    "numpy",
+    "torch",
+    "scikit-learn",
+    "skl2onnx",
+    "openvino",
+    "nncf",
+)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def tensor_dict(spec: TensorSpec) -> dict:
+    return {"name": spec.name, "dtype": spec.dtype, "shape": list(spec.shape)}
+
+
+def pass_dict(spec: PassSpec) -> dict:
+    return {"name": spec.name, "params": _jsonable(dict(spec.params))}
+
+
+def environment() -> dict:
+    packages = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            packages[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    from edgeopt.hostinfo import cpu_name
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu_name(),
+        "packages": packages,
+    }
+
+
+def source_description(source: object) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return f"{type(source).__module__}.{type(source).__qualname__} (in-memory object)"
+
+
+def data_description(dataset: Dataset) -> dict:
+    return {
+        "source": dataset.source,
+        "samples": len(dataset),
+        "synthetic": dataset.synthetic,
+        "labels": dataset.labels is not None,
+    }
+
+
+def build_manifest(
+    *,
+    request: DeployRequest,
+    graph: Graph,
+    summary: Any,
+    target: TargetInfo,
+    device: DeviceProfile,
+    chosen: Candidate,
+    candidates: Sequence[Candidate],
+    profile: Any,
+    plugin_versions: dict[str, str],
+    warnings: Sequence[str],
+    calibration: Dataset,
+    evaluation: Dataset,
+) -> dict:
+    compiled = chosen.compiled
+    assert compiled is not None and chosen.metrics is not None
+    metrics = chosen.metrics
+    manifest = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "edgeopt_version": __version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "source": {
+            "path": source_description(request.source),
+            "format": graph.source_format,
+            "fingerprint": graph.source_fingerprint,
+            "opset": graph.source_opset,
+        },
+        "graph": {
+            "fingerprint": graph.fingerprint,
+            "opset": graph.opset,
+            "inputs": [tensor_dict(s) for s in graph.inputs],
+            "outputs": [tensor_dict(s) for s in graph.outputs],
+            "notes": list(graph.notes),
+            "params": summary.params,
+            "flops": summary.flops,
+            "size_bytes": graph.path.stat().st_size,
+        },
+        "target": {"name": target.name, "plugin": target.plugin, "plugin_version": plugin_versions.get(target.plugin)},
+        "plugins": plugin_versions,
+        "device": {
+            "name": device.name,
+            "kind": device.kind,
+            "description": device.description,
+            "isa": list(device.isa),
+        },
+        "runtime": compiled.runtime,
+        "model_file": compiled.model_file,
+        "plan": {
+            "precision": chosen.plan.precision,
+            "label": chosen.plan.label,
+            "threads": request.threads or chosen.plan.threads,
+            "passes": [pass_dict(p) for p in (compiled.passes or chosen.plan.passes)],
+            "notes": list(compiled.notes),
+        },
+        "request": {
+            "precision": request.precision,
+            "max_drop": request.max_drop,
+            "batches": list(request.batches),
+            "slo_ms": request.slo_ms,
+            "force_precision": request.force_precision,
+        },
+        "data": {"calibration": data_description(calibration), "evaluation": data_description(evaluation)},
+        "metrics": {
+            **_jsonable(asdict(metrics)),
+            "max_drop": request.max_drop,
+            "units": metric_unit(metrics.metric),
+        },
+        "profile": _jsonable(profile.to_dict()),
+        "candidates": [_jsonable(c.summary()) for c in candidates],
+        "warnings": list(warnings),
+        "environment": environment(),
+    }
+    return _jsonable(manifest)

@@ -1,0 +1,111 @@
+"""Re-batching an ONNX model whose batch size was fixed at export.
+
+Many exported models carry a static batch of 1 in their inputs and in Reshape shape constants.
+``with_batch`` rewrites both; the result is only trusted after ``batch_matches`` has compared it
+with per-sample runs, because a graph can hide the batch size in places no rewrite sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from edgeopt.errors import CompileError
+from edgeopt.types import Feeds, Runner
+
+
+def _leading_dim(value_info: onnx.ValueInfoProto) -> onnx.TensorShapeProto.Dimension | None:
+    shape = value_info.type.tensor_type.shape
+    return shape.dim[0] if value_info.type.HasField("tensor_type") and len(shape.dim) > 0 else None
+
+
+def with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
+    """A copy of ``model`` whose inputs and outputs lead with ``batch``.
+
+    Reshape shape constants whose first entry is the old batch, applied to a tensor leading with
+    the old batch, get 0 ("copy the input's leading dim") instead. Intermediate shape annotations
+    are dropped so the runtime re-infers them.
+    """
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    graph = result.graph
+    first = _leading_dim(graph.input[0]) if graph.input else None
+    old = first.dim_value if first is not None and first.HasField("dim_value") else None
+    inferred = {vi.name: vi for vi in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    inferred.update({vi.name: vi for vi in model.graph.input})
+    initializers = {init.name: init for init in graph.initializer}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in initializers or old is None:
+            continue
+        if any(a.name == "allowzero" and a.i == 1 for a in node.attribute):
+            continue
+        shape = numpy_helper.to_array(initializers[node.input[1]]).copy()
+        data_dim = _leading_dim(inferred[node.input[0]]) if node.input[0] in inferred else None
+        if shape.ndim != 1 or shape.size == 0 or shape[0] != old or data_dim is None or data_dim.dim_value != old:
+            continue
+        shape[0] = 0
+        name = node.input[1] if uses[node.input[1]] == 1 else f"{node.input[1]}__batch{batch}"
+        new = numpy_helper.from_array(shape.astype(np.int64), name=name)
+        if name == node.input[1]:
+            initializers[name].CopyFrom(new)
+        else:
+            graph.initializer.append(new)
+            node.input[1] = name
+    for vi in [*graph.input, *graph.output]:
+        dim = _leading_dim(vi)
+        if dim is not None and (dim.HasField("dim_param") or dim.dim_value == old):
+            dim.Clear()
+            dim.dim_value = batch
+    del graph.value_info[:]
+    return result
+
+
+def batch_matches(
+    run_batched: Callable[[Feeds], Sequence[np.ndarray]],
+    run_single: Callable[[Feeds], Sequence[np.ndarray]],
+    feeds: Feeds,
+    *,
+    rtol: float = 1e-3,
+    atol: float = 1e-4,
+) -> str | None:
+    """None when running ``feeds`` as one batch equals running its samples one by one; else the reason."""
+    batched = run_batched(feeds)
+    n = len(next(iter(feeds.values())))
+    singles = [run_single({k: v[i : i + 1] for k, v in feeds.items()}) for i in range(n)]
+    for index, out in enumerate(batched):
+        expected = np.concatenate([s[index] for s in singles], axis=0)
+        if out.shape != expected.shape:
+            return f"output {index} has shape {out.shape} at batch {n}, expected {expected.shape}"
+        if not np.allclose(out, expected, rtol=rtol, atol=atol):
+            return f"output {index} differs from per-sample runs at batch {n}"
+    return None
+
+
+def checked_batches(
+    make_runner: Callable[[int], Runner], feeds_for_batch: Callable[[int], Sequence[Feeds]], *, base_batch: int
+) -> Callable[[int], Runner]:
+    """Wrap ``make_runner`` so a runner for a batch other than ``base_batch`` (which must be 1) is only
+    returned after its outputs equal per-sample runs; otherwise ``CompileError`` says why."""
+
+    def make(batch: int) -> Runner:
+        runner = make_runner(batch)
+        if batch == base_batch or base_batch != 1:
+            return runner
+        base = make_runner(base_batch)
+        try:
+            problem = batch_matches(runner.run, base.run, feeds_for_batch(batch)[0])
+        finally:
+            base.close()
+        if problem:
+            runner.close()
+            raise CompileError(f"batch {batch} is not supported by this model: {problem}")
+        return runner
+
+    return make

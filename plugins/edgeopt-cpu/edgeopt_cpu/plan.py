@@ -1,0 +1,161 @@
+"""Which ONNX Runtime CPU configurations are worth measuring for a graph on a device.
+
+The int8 settings follow the CPU's integer dot-product support:
+
+- VNNI / AMX (x86) accumulate u8×s8 products in 32 bits: U8S8, full 8-bit weights.
+- AVX2 without VNNI multiplies u8×s8 pairs into a saturating int16 (``vpmaddubsw``): full-range
+  weights can overflow, so weights get 7 bits (``reduce_range``); U8U8 (no saturation, different
+  kernel) is the alternative.
+- Arm NEON (dot product, i8mm): S8S8 first, U8S8 as the alternative.
+- Unknown ISA: the AVX2 choices, which are safe everywhere.
+
+Dynamic quantization is offered for ``auto`` only when MatMul/Gemm outnumber convolutions: on conv
+nets ConvInteger with run-time activation quantization is several times slower than float.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from edgeopt.errors import TargetError
+from edgeopt.hostinfo import physical_cores
+from edgeopt.passes.ort_quantize import DynamicInt8Options, StaticInt8Options
+from edgeopt.types import DeviceProfile, Graph, PassSpec, Plan
+
+TARGET = "cpu"
+PRECISIONS = ("fp32", "int8", "int8-dynamic")
+FP32_LEVEL = "extended"
+"""Offline ORT optimization level for fp32: portable fusions only, no host-specific layouts."""
+
+_VNNI = ("avx512_vnni", "avx_vnni", "amx_int8", "amx_tile", "amx")
+_ARM = ("neon", "asimd", "dotprod", "i8mm")
+_CONV = ("Conv", "ConvTranspose")
+_MATMUL = ("MatMul", "Gemm")
+
+
+@dataclass(frozen=True)
+class IsaClass:
+    """How this CPU family wants int8 laid out."""
+
+    tag: str
+    """Short name used in labels: ``VNNI``, ``AMX``, ``AVX2``, ``NEON``, ``generic CPU``."""
+    statics: tuple[StaticInt8Options, ...]
+    """Static variants, best guess first."""
+    dynamic: DynamicInt8Options
+    note: str
+
+
+def isa_class(isa: tuple[str, ...]) -> IsaClass:
+    """The int8 choices for a CPU with these ISA flags (see the module docstring for why)."""
+    flags = set(isa)
+    if flags & set(_VNNI):
+        tag = "AMX" if flags & {"amx_int8", "amx_tile", "amx"} else "VNNI"
+        return IsaClass(
+            tag,
+            (
+                StaticInt8Options(per_channel=True, reduce_range=False),
+                StaticInt8Options(per_channel=True, reduce_range=False, calibrate_method="percentile"),
+                StaticInt8Options(per_channel=False, reduce_range=False),
+            ),
+            DynamicInt8Options(per_channel=True, reduce_range=False),
+            f"{tag} accumulates u8*s8 in int32: U8S8 with full 8-bit weights",
+        )
+    if flags & set(_ARM) and "avx2" not in flags:
+        return IsaClass(
+            "NEON",
+            (
+                StaticInt8Options(per_channel=True, activation_type="int8", reduce_range=False),
+                StaticInt8Options(per_channel=True, activation_type="uint8", reduce_range=False),
+                StaticInt8Options(
+                    per_channel=True, activation_type="int8", reduce_range=False, calibrate_method="percentile"
+                ),
+            ),
+            DynamicInt8Options(per_channel=True, reduce_range=False),
+            "Arm int8 dot products take signed operands: S8S8 first",
+        )
+    tag = "AVX2" if "avx2" in flags else "generic CPU"
+    return IsaClass(
+        tag,
+        (
+            StaticInt8Options(per_channel=True, reduce_range=True),
+            StaticInt8Options(per_channel=True, weight_type="uint8", reduce_range=False),
+            StaticInt8Options(per_channel=True, reduce_range=True, calibrate_method="percentile"),
+        ),
+        DynamicInt8Options(per_channel=True, reduce_range=True),
+        f"{tag} without VNNI: u8*s8 pairs saturate in int16, so weights use 7 bits (reduce_range) or U8U8",
+    )
+
+
+def static_label(options: StaticInt8Options, tag: str) -> str:
+    """A readable name such as ``int8 static per-channel minmax reduce-range (AVX2)``."""
+    parts = ["int8 static", "per-channel" if options.per_channel else "per-tensor", options.calibrate_method]
+    if options.reduce_range:
+        parts.append("reduce-range")
+    if (options.activation_type, options.weight_type) != ("uint8", "int8"):
+        parts.append(f"{options.activation_type[0]}8{options.weight_type[0]}8")
+    return f"{' '.join(parts)} ({tag})"
+
+
+def dynamic_label(options: DynamicInt8Options, tag: str) -> str:
+    """A readable name such as ``int8 dynamic per-channel reduce-range (AVX2)``."""
+    parts = ["int8 dynamic", "per-channel" if options.per_channel else "per-tensor"]
+    if options.reduce_range:
+        parts.append("reduce-range")
+    return f"{' '.join(parts)} ({tag})"
+
+
+def op_histogram(graph: Graph) -> Counter[str]:
+    """Op types of the graph's top level, counted (weights are not loaded)."""
+    import onnx
+
+    model = onnx.load(str(graph.path), load_external_data=False)
+    return Counter(node.op_type for node in model.graph.node)
+
+
+def plan_candidates(graph: Graph, device: DeviceProfile, precision: str) -> list[Plan]:
+    """Candidate plans for ``precision`` (``auto`` or one of ``PRECISIONS``), best guess first."""
+    if precision != "auto" and precision not in PRECISIONS:
+        raise TargetError(
+            f"target {TARGET!r} cannot compile precision {precision!r}",
+            hint=f"choose auto or one of {', '.join(PRECISIONS)}",
+        )
+    threads = device.cores or physical_cores()
+    cls = isa_class(tuple(device.isa))
+    fp32 = Plan(
+        TARGET, "fp32", (PassSpec("ort-optimize", {"level": FP32_LEVEL}),), label="fp32 (ORT extended)", threads=threads
+    )
+    statics = [
+        Plan(
+            TARGET,
+            "int8",
+            (PassSpec("quantize-static", options.to_params()),),
+            label=static_label(options, cls.tag),
+            threads=threads,
+            notes=(cls.note,),
+        )
+        for options in cls.statics
+    ]
+    dynamic = Plan(
+        TARGET,
+        "int8-dynamic",
+        (PassSpec("quantize-dynamic", cls.dynamic.to_params()),),
+        label=dynamic_label(cls.dynamic, cls.tag),
+        threads=threads,
+        notes=(cls.note,),
+    )
+    if precision == "fp32":
+        return [fp32]
+    if precision == "int8":
+        return statics
+    if precision == "int8-dynamic":
+        return [dynamic]
+    ops = op_histogram(graph)
+    convs, matmuls = sum(ops[o] for o in _CONV), sum(ops[o] for o in _MATMUL)
+    if convs + matmuls == 0:
+        note = "no Conv/MatMul/Gemm node: int8 has nothing to speed up, only fp32 is planned"
+        return [Plan(fp32.target, fp32.precision, fp32.passes, fp32.label, fp32.threads, (note,))]
+    plans = [fp32, *statics]
+    if matmuls > convs:
+        plans.append(dynamic)
+    return plans

@@ -1,0 +1,111 @@
+"""A loaded ONNX Runtime CPU session behind edgeopt's ``Runner`` protocol (no timing here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgeopt.errors import CompileError, InputSpecError
+
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int16)": "int16",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+    "tensor(string)": "object",
+}
+
+
+class OrtCpuRunner:
+    """Runs a model file on ``CPUExecutionProvider``: sequential execution, ``threads`` intra-op threads.
+
+    The session applies every ORT optimization at load (``ORT_ENABLE_ALL``, host-specific layouts
+    included: they are never saved into the artifact). Inputs are passed as given; feeds the model
+    cannot take raise ``InputSpecError`` naming the input, what came and what the model expects; any
+    other failure inside ONNX Runtime raises ``CompileError``. A model whose batch is fixed at
+    another size is re-batched with the core's ``with_batch``.
+    """
+
+    def __init__(self, model_path: Path, *, threads: int | None = None, batch: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self._path = Path(model_path)
+        source: str | bytes = str(model_path)
+        fixed = _fixed_batch(self._path)
+        if fixed is not None and fixed != batch:
+            source = _rebatched(self._path, batch)
+        try:
+            self._session: Any = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise CompileError(
+                f"ONNX Runtime cannot load {self._path.name} at batch {batch}: {str(exc).splitlines()[0]}",
+                hint="this model fixes its batch size internally; profile it at its own batch",
+            ) from exc
+        self._inputs = {i.name: (_ORT_DTYPES.get(i.type, i.type), tuple(i.shape)) for i in self._session.get_inputs()}
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+        """One inference; outputs in graph order."""
+        if self._session is None:
+            raise RuntimeError("OrtCpuRunner.run called after close()")
+        try:
+            return self._session.run(None, feeds if isinstance(feeds, dict) else dict(feeds))
+        except Exception as exc:  # ORT's pybind errors: say whether the inputs or the model are at fault
+            problem = self.mismatch(feeds)
+            if problem:
+                raise InputSpecError(problem) from exc
+            raise CompileError(
+                f"ONNX Runtime failed running {self._path.name}: {type(exc).__name__}: {exc}",
+                hint="the compiled model does not run on this CPU; try another precision or plan",
+            ) from exc
+
+    def mismatch(self, feeds: Mapping[str, np.ndarray]) -> str | None:
+        """What about ``feeds`` does not fit the model's inputs, or None when they fit."""
+        missing = sorted(set(self._inputs) - set(feeds))
+        extra = sorted(set(feeds) - set(self._inputs))
+        if missing or extra:
+            return f"inputs do not match the model: missing {missing or 'none'}, unexpected {extra or 'none'}"
+        for name, (dtype, shape) in self._inputs.items():
+            value = np.asarray(feeds[name])
+            fixed = [d if isinstance(d, int) else None for d in shape]
+            fits = value.ndim == len(fixed) and all(
+                d is None or d == v for d, v in zip(fixed, value.shape, strict=True)
+            )
+            if str(value.dtype) != dtype or not fits:
+                want = [d if d is not None else "?" for d in fixed]
+                return f"input {name!r} is {value.dtype}{list(value.shape)}, the model expects {dtype}{want}"
+        return None
+
+    def close(self) -> None:
+        """Drop the session (ORT frees its memory when the last reference goes)."""
+        self._session = None
+
+
+def _fixed_batch(path: Path) -> int | None:
+    """The static leading dim of the model's first input, or None when it is dynamic."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
+    return dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+
+
+def _rebatched(path: Path, batch: int) -> bytes:
+    """The model re-batched with the core's ``with_batch``; the core checks the result against per-sample runs."""
+    import onnx
+    from edgeopt.passes.batch import with_batch
+
+    model = onnx.load(str(path), load_external_data=True)
+    return with_batch(model, batch).SerializeToString()
