@@ -49,7 +49,7 @@ def deploy(
     trust_pickle: bool = False,
     weights: str | Path | None = None,
     runs: int | None = None,
-    budget_s: float = 2.0,
+    timing_s: float = 2.0,
     threads: int | None = None,
     events: Events | None = None,
     plugin_manager: PluginManager | None = None,
@@ -82,7 +82,7 @@ def deploy(
         trust_pickle=trust_pickle,
         weights=Path(weights) if weights is not None else None,
         runs=runs,
-        budget_s=budget_s,
+        timing_s=timing_s,
         threads=threads,
     )
     return run_deploy(request, pm=plugin_manager, events=events)
@@ -158,7 +158,7 @@ def profile(
     *,
     runs: int | None = None,
     batch: Sequence[int] = (1,),
-    budget_s: float = 2.0,
+    timing_s: float = 2.0,
     slo_ms: float | None = None,
     plugin_manager: PluginManager | None = None,
 ) -> dict:
@@ -193,7 +193,7 @@ def profile(
         device=device,
         meters=pm.energy_meters(device),
         runs=runs,
-        budget_s=budget_s,
+        budget_s=timing_s,
         slo_ms=slo_ms,
         size_bytes=size,
         flops=manifest["graph"].get("flops"),

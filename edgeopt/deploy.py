@@ -55,7 +55,7 @@ class DeployRequest:
     trust_pickle: bool = False
     weights: Path | None = None
     runs: int | None = None
-    budget_s: float = 2.0
+    timing_s: float = 2.0
     threads: int | None = None
 
 
@@ -218,7 +218,7 @@ def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, event
                     {str(i): r for i, r in runners.items()},
                     feeds_for_batch(evaluation, batch),
                     batch=batch,
-                    budget_s=request.budget_s,
+                    budget_s=request.timing_s,
                 )
                 for i in runners:
                     candidates[i] = replace(candidates[i], latency=stats[str(i)])
@@ -249,7 +249,7 @@ def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, event
             device=device,
             meters=pm.energy_meters(device),
             runs=request.runs,
-            budget_s=request.budget_s,
+            budget_s=request.timing_s,
             slo_ms=request.slo_ms,
             size_bytes=size_bytes,
             flops=summary.flops,

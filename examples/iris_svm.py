@@ -33,7 +33,7 @@ def main(out: Path | None = None) -> edgeopt.Deployment:
         eval={"X": x_test, "labels": y_test},
         input_shapes={"": (1, 4)},
         out=out,
-        budget_s=0.5,
+        timing_s=0.5,
     )
     m = deployment.metrics
     latency = deployment.profile["latency"]["1"]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,7 +19,6 @@ from edgeopt.energy import ESTIMATE_METHOD, estimate_energy
 from edgeopt.errors import DataError
 from edgeopt.hardware import get_profile, roofline_seconds
 from edgeopt.harness import (
-    MemoryStats,
     Profile,
     measure,
     measure_interleaved,
@@ -85,14 +87,21 @@ class OrtRunner:
 
 @pytest.fixture(scope="module")
 def tiny_onnx() -> bytes:
+    return make_tiny_onnx()
+
+
+def make_tiny_onnx() -> bytes:
     """relu(x @ W + b) with a 36 MiB weight (above glibc's largest mmap threshold, so loading it must
     map fresh pages rather than reuse memory freed by earlier tests), dynamic batch."""
     rng = np.random.default_rng(1)
     w = numpy_helper.from_array(rng.standard_normal((256, WIDTH)).astype(np.float32), "W")
     b = numpy_helper.from_array(rng.standard_normal((WIDTH,)).astype(np.float32), "B")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "B"], ["z"]),
-         helper.make_node("Relu", ["z"], ["y"])],
+        [
+            helper.make_node("MatMul", ["x", "W"], ["h"]),
+            helper.make_node("Add", ["h", "B"], ["z"]),
+            helper.make_node("Relu", ["z"], ["y"]),
+        ],
         "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 256])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", WIDTH])],
@@ -175,31 +184,60 @@ def test_interleaved_ranks_a_slower_candidate_slower_with_own_feeds() -> None:
 # --- memory ---------------------------------------------------------------------------------------
 
 
-def test_peak_memory_of_a_real_onnxruntime_session(tiny_onnx: bytes) -> None:
+def in_fresh_process(case: str) -> dict:
+    """Run ``case`` (a function of this module) in a new interpreter and return its JSON result.
+
+    RSS figures are only meaningful against a clean baseline: in the long-lived pytest process,
+    memory freed by earlier tests is reused by the allocator and hides new allocations.
+    """
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(root)!r}); from tests.test_harness import {case}; "
+        f"print(json.dumps({case}()))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def case_ort_session_memory() -> dict:
     made: list[OrtRunner] = []
 
     def load() -> Runner:
-        made.append(OrtRunner(tiny_onnx))
+        made.append(OrtRunner(make_tiny_onnx()))
         return made[-1]
 
     mem = peak_memory(load, ort_feeds(8))
-    assert isinstance(mem, MemoryStats)
-    assert mem.method.startswith("rss-sampled")
-    assert mem.load_bytes > 0
-    assert mem.peak_bytes >= mem.load_bytes
-    assert mem.load_bytes > 30 << 20  # the 36 MiB weight must show
-    assert not hasattr(made[0], "session")  # closed afterwards
+    return {
+        "load": mem.load_bytes,
+        "peak": mem.peak_bytes,
+        "method": mem.method,
+        "closed": not hasattr(made[0], "session"),
+    }
+
+
+def test_peak_memory_of_a_real_onnxruntime_session() -> None:
+    mem = in_fresh_process("case_ort_session_memory")
+    assert mem["method"].startswith("rss-sampled")
+    assert mem["peak"] >= mem["load"] > 30 << 20  # the 36 MiB weight must show
+    assert mem["closed"]  # closed afterwards
+
+
+class Hungry(NumpyRunner):
+    def run(self, feeds: Feeds) -> Sequence[np.ndarray]:
+        scratch = np.ones(48 << 20, dtype=np.uint8)  # 48 MiB (mmap'd by malloc) touched, then freed
+        time.sleep(0.005)
+        return [scratch[:1]]
+
+
+def case_transient_allocation() -> dict:
+    mem = peak_memory(Hungry, feeds(), runs=2)
+    return {"load": mem.load_bytes, "peak": mem.peak_bytes}
 
 
 def test_peak_memory_sees_a_transient_allocation() -> None:
-    class Hungry(NumpyRunner):
-        def run(self, feeds: Feeds) -> Sequence[np.ndarray]:
-            scratch = np.ones(48 << 20, dtype=np.uint8)  # 48 MiB (mmap'd by malloc) touched, then freed
-            time.sleep(0.005)
-            return [scratch[:1]]
-
-    mem = peak_memory(Hungry, feeds(), runs=2)
-    assert mem.peak_bytes >= 40 << 20 and mem.load_bytes < 8 << 20
+    mem = in_fresh_process("case_transient_allocation")
+    assert mem["peak"] >= 40 << 20 and mem["load"] < 8 << 20
 
 
 # --- the full profile -----------------------------------------------------------------------------
@@ -208,8 +246,15 @@ def test_peak_memory_sees_a_transient_allocation() -> None:
 def test_profile_of_an_onnxruntime_model_estimates_energy_and_roofline(tiny_onnx: bytes) -> None:
     flops, bytes_moved = 2 * 256 * WIDTH, 4 * (256 * WIDTH + WIDTH)
     profile = profile_runner(
-        lambda b: OrtRunner(tiny_onnx), ort_feeds, batches=(1, 4), device=DEVICE, runs=10, warmup=2,
-        size_bytes=len(tiny_onnx), flops=flops, bytes_moved=bytes_moved,
+        lambda b: OrtRunner(tiny_onnx),
+        ort_feeds,
+        batches=(1, 4),
+        device=DEVICE,
+        runs=10,
+        warmup=2,
+        size_bytes=len(tiny_onnx),
+        flops=flops,
+        bytes_moved=bytes_moved,
     )
     assert set(profile.latency_by_batch) == {1, 4} and profile.batch == 1
     assert profile.latency.runs == 10
@@ -242,8 +287,16 @@ def test_meters_give_measured_energy_per_inference() -> None:
 
     meter = FakeMeter()
     profile = profile_runner(
-        lambda b: SleepRunner(0.002, b), lambda b: feeds(2, b), batches=(1, 3), device=DEVICE, meters=[meter],
-        runs=5, warmup=1, size_bytes=1, slo_ms=1000.0, measure_memory=False,
+        lambda b: SleepRunner(0.002, b),
+        lambda b: feeds(2, b),
+        batches=(1, 3),
+        device=DEVICE,
+        meters=[meter],
+        runs=5,
+        warmup=1,
+        size_bytes=1,
+        slo_ms=1000.0,
+        measure_memory=False,
     )
     assert profile.batch == 3 and profile.memory is None and profile.roofline_s is None
     assert profile.energy_per_inference == EnergyReading(joules=6.0 / (5 * 3), method="fake-counter")
@@ -255,8 +308,15 @@ def test_meters_give_measured_energy_per_inference() -> None:
 @pytest.mark.parametrize(("slo_ms", "chosen"), [(18.0, 4), (1.0, 1), (None, 1), (1000.0, 8)])
 def test_slo_picks_the_largest_batch_within_it(slo_ms: float | None, chosen: int) -> None:
     profile = profile_runner(
-        lambda b: SleepRunner(0.003, b), lambda b: feeds(1, b), batches=(8, 1, 2, 4), device=DEVICE,
-        runs=5, warmup=1, slo_ms=slo_ms, size_bytes=10, measure_memory=False,
+        lambda b: SleepRunner(0.003, b),
+        lambda b: feeds(1, b),
+        batches=(8, 1, 2, 4),
+        device=DEVICE,
+        runs=5,
+        warmup=1,
+        slo_ms=slo_ms,
+        size_bytes=10,
+        measure_memory=False,
     )
     assert sorted(profile.latency_by_batch) == [1, 2, 4, 8]
     assert profile.batch == chosen and profile.latency.batch == chosen
@@ -270,20 +330,42 @@ def test_a_batch_the_runner_cannot_do_is_recorded_not_fatal() -> None:
         made.append(SleepRunner(0.001, b, max_batch=2))
         return made[-1]
 
-    profile = profile_runner(make, lambda b: feeds(1, b), batches=(1, 2, 4), device=DEVICE, runs=3, warmup=0,
-                             size_bytes=1, measure_memory=False)
+    profile = profile_runner(
+        make,
+        lambda b: feeds(1, b),
+        batches=(1, 2, 4),
+        device=DEVICE,
+        runs=3,
+        warmup=0,
+        size_bytes=1,
+        measure_memory=False,
+    )
     assert sorted(profile.latency_by_batch) == [1, 2]
     assert "batch 4 > 2" in profile.unsupported_batches[4]
     assert profile.to_dict()["latency"]["4"] == {"error": profile.unsupported_batches[4]}
     assert all(r.closed for r in made)
     with pytest.raises(ValueError):
-        profile_runner(lambda b: SleepRunner(0.001, b, max_batch=0), lambda b: feeds(1, b), batches=(1,),
-                       device=DEVICE, runs=1, size_bytes=1, measure_memory=False)
+        profile_runner(
+            lambda b: SleepRunner(0.001, b, max_batch=0),
+            lambda b: feeds(1, b),
+            batches=(1,),
+            device=DEVICE,
+            runs=1,
+            size_bytes=1,
+            measure_memory=False,
+        )
 
 
 def test_profile_is_frozen() -> None:
     stats = stats_from_samples([1_000_000], batch=1)
-    profile = Profile(device="d", latency_by_batch={1: stats}, memory=None, size_bytes=1,
-                      energy_per_inference=EnergyReading(0.0, "x"), roofline_s=None, batch=1)
+    profile = Profile(
+        device="d",
+        latency_by_batch={1: stats},
+        memory=None,
+        size_bytes=1,
+        energy_per_inference=EnergyReading(0.0, "x"),
+        roofline_s=None,
+        batch=1,
+    )
     with pytest.raises(AttributeError):
         profile.batch = 2  # type: ignore[misc]

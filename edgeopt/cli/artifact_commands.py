@@ -17,7 +17,7 @@ def profile(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory written by `edgeopt deploy`")],
     runs: Annotated[int | None, typer.Option(help="Timed runs per batch (default: by time budget)")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,4,8")] = "1",
-    budget_s: Annotated[float, typer.Option(help="Seconds of timing per batch")] = 2.0,
+    timing_s: Annotated[float, typer.Option(help="Seconds of timing per batch")] = 2.0,
     slo_ms: Annotated[float | None, typer.Option(help="Latency SLO for choosing a batch")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
 ) -> None:
@@ -25,7 +25,7 @@ def profile(
     from edgeopt.api import profile as sdk_profile
 
     result = sdk_profile(
-        artifact, runs=runs, batch=parse_int_list(batch, what="--batch"), budget_s=budget_s, slo_ms=slo_ms
+        artifact, runs=runs, batch=parse_int_list(batch, what="--batch"), timing_s=timing_s, slo_ms=slo_ms
     )
     if as_json:
         typer.echo(json.dumps(result, sort_keys=True))

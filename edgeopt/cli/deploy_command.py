@@ -68,7 +68,7 @@ def deploy(
         bool, typer.Option(help="Ship the requested precision even if slower than fp32")
     ] = False,
     runs: Annotated[int | None, typer.Option(help="Timed runs per configuration (default: by time budget)")] = None,
-    budget_s: Annotated[float, typer.Option(help="Seconds of timing per configuration")] = 2.0,
+    timing_s: Annotated[float, typer.Option(help="Seconds of timing per candidate and batch")] = 2.0,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads (default: the plan's choice)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
 ) -> None:
@@ -95,7 +95,7 @@ def deploy(
             trust_pickle=trust_pickle,
             force_precision=force_precision,
             runs=runs,
-            budget_s=budget_s,
+            timing_s=timing_s,
             threads=threads,
             events=events,
         )

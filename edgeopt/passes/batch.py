@@ -101,6 +101,8 @@ def checked_batches(
         base = make_runner(base_batch)
         try:
             problem = batch_matches(runner.run, base.run, feeds_for_batch(batch)[0])
+        except Exception as exc:  # the re-batched model cannot even run: the batch is unsupported
+            problem = f"running it failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         finally:
             base.close()
         if problem:

@@ -34,10 +34,15 @@ def test_mismatched_feeds_raise_input_spec_error(conv_graph, feeds, message) -> 
         runner.run(feeds)
 
 
-def test_static_batch_cannot_serve_a_larger_batch(conv_graph) -> None:
-    with pytest.raises(InputSpecError, match="fixed batch of 1") as info:
-        OrtCpuRunner(conv_graph.path, threads=1, batch=8)
-    assert "compile the model for that batch" in info.value.hint
+def test_static_batch_model_is_rebatched_and_matches_per_sample_runs(conv_graph) -> None:
+    import numpy as np
+    from edgeopt.passes.batch import batch_matches
+
+    single = OrtCpuRunner(conv_graph.path, threads=1, batch=1)
+    batched = OrtCpuRunner(conv_graph.path, threads=1, batch=4)
+    x = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    assert batched.run({"x": x})[0].shape[0] == 4
+    assert batch_matches(batched.run, single.run, {"x": x}) is None
 
 
 def test_failure_inside_the_model_is_a_compile_error(tmp_path) -> None:
