@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 import warnings
 from collections import Counter
@@ -70,10 +71,10 @@ def captured_warnings(sink: list[str]) -> Iterator[None]:
 
 
 def _dedupe(messages: Sequence[str], *, limit: int = 12) -> tuple[str, ...]:
-    """Distinct messages, in order, at most ``limit`` (plus a count of the rest)."""
+    """Distinct messages (quoted names masked, so one message per pattern), in order, at most ``limit``."""
     seen: dict[str, int] = {}
     for m in messages:
-        key = m.strip().splitlines()[0][:300] if m.strip() else ""
+        key = re.sub(r"'[^']*'", "'…'", m.strip().splitlines()[0])[:300] if m.strip() else ""
         if key:
             seen[key] = seen.get(key, 0) + 1
     items = [f"{k} (x{n})" if n > 1 else k for k, n in seen.items()]
@@ -200,8 +201,8 @@ def ort_quantize_static(model_path: Path, calib: Sequence[Feeds], workdir: Path,
                 quantize_static(str(pre_path), str(quant_path), _Reader(calib))
                 source = "pre-processed model"
             except Exception as exc:
-                details["quantize_pre_processed"] = f"failed: {type(exc).__name__}: {str(exc)[:400]}"
-                notes.append(f"quantize_static on the pre-processed model {details['quantize_pre_processed']}")
+                details["quantize_pre_processed"] = f"failed: {type(exc).__name__}: {exc}"
+                notes.append(f"quantize_static on the pre-processed model {details['quantize_pre_processed'][:240]}…")
         if source is None:
             quantize_static(str(model_path), str(quant_path), _Reader(calib))
             source = "raw model"

@@ -93,6 +93,7 @@ def _details(result: Mapping[str, Any]) -> list[str]:
 
 def _verdicts(result: Mapping[str, Any]) -> list[str]:
     lines = []
+    diagnostic = next((r for n, r in result["runtimes"].items() if "diagnostic" in n), None)
     for v in result.get("verdicts", []):
         if v["status"] == "failed":
             lines.append(f"- {v['edgeopt']}: **failed** (see above)")
@@ -104,6 +105,10 @@ def _verdicts(result: Mapping[str, Any]) -> list[str]:
             if v.get("faster_but_less_accurate_than"):
                 extra = f" (faster than {', '.join(v['faster_but_less_accurate_than'])} but less accurate than it)"
             lines.append(f"- {v['edgeopt']}: at or ahead of the ORT defaults{extra}")
+    ratio = (diagnostic or {}).get("latency", {}).get("vs_ort_fp32_p50")
+    if ratio is not None:
+        lines.append(f"- the edgeopt auto model file in a plain ORT session (diagnostic row): {ratio:.2f}× ORT fp32 "
+                     "p50; its gap to the edgeopt auto row is the SDK Predictor's per-call cost plus timing noise")
     return lines
 
 

@@ -45,6 +45,7 @@ DIAGNOSTIC = "edgeopt auto model in plain ORT (diagnostic)"
 SYNTHETIC_SAMPLES = 32
 TIMING_FEEDS = 16
 TURN_S = 0.05
+MIN_RUNS = 40
 PACKAGES = ("edgeopt", "edgeopt-cpu", "onnxruntime", "openvino", "nncf", "onnx", "numpy")
 
 
@@ -241,7 +242,8 @@ def _measure(case: Case, built: dict, errors: dict, *, budget_per_runner_s: floa
     print(f"  timing {len(runners)} runners interleaved, {per_round} runs per turn "
           f"(~{budget_per_runner_s * len(runners):.0f} s) ...", flush=True)
     stats = measure_interleaved(runners, eval_feeds[:TIMING_FEEDS], warmup=10, runs_per_round=per_round,
-                                budget_s=budget_per_runner_s * len(runners), min_rounds=8, batch=1)
+                                budget_s=budget_per_runner_s * len(runners),
+                                min_rounds=max(5, math.ceil(MIN_RUNS / per_round)), batch=1)
     base = stats[REFERENCE].p50 if REFERENCE in stats else None
     for name, s in stats.items():
         rows[name]["latency"] = {"p50_s": s.p50, "p90_s": s.p90, "p99_s": s.p99, "min_s": s.min, "mean_s": s.mean,

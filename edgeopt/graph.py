@@ -4,6 +4,10 @@
 any ModelProto into the Graph invariants of ``edgeopt.types.Graph``: initializers out of the graph
 inputs, full ``onnx.checker`` pass, ai.onnx opset >= ``options.opset``, static input shapes,
 simplified (onnxslim), shapes inferred, written to ``workdir/model.onnx`` and fingerprinted.
+
+The checker pass over the caller's model and the final probe (checker plus a first ONNX Runtime
+session over the written model) run in one ``edgeopt.isolation`` worker process per ``normalize``,
+because native code can crash on malformed input; the later steps only see a checked model.
 """
 
 from __future__ import annotations
@@ -32,10 +36,14 @@ from edgeopt.graph_inspect import (
 )
 from edgeopt.graph_safety import (
     check_fold_sizes,
+    check_model_file,
     check_untrusted,
     external_tensors,
     load_external_data,
+    refuse_if_archive,
+    with_env_limits,
 )
+from edgeopt.isolation import IsolatedWorker
 from edgeopt.types import Graph, ImportOptions
 
 __all__ = [
@@ -82,20 +90,25 @@ def load_onnx(path: str | os.PathLike[str], *, options: ImportOptions) -> onnx.M
 
     Checks declared tensor sizes against ``options.max_tensor_bytes`` before reading any external
     data, refuses non-standard op domains unless ``options.allow_custom_ops``, and reads external
-    data only from inside the model's own folder. Raises ModelError (or a subclass) with one line.
+    data only from inside the model's own folder. Archives and files over protobuf's 2 GiB are
+    refused unread. Raises ModelError (or a subclass) with one line.
     """
     path = Path(path)
+    options = with_env_limits(options)
     if not path.exists():
         raise ModelError(f"model file {path} not found", hint="check the path (and the current directory)")
     if not path.is_file():
         raise ModelError(f"{path} is not a file", hint="give the path of the .onnx file itself")
+    check_model_file(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except DecodeError as exc:
+        refuse_if_archive(path)
         raise ModelError(f"{path} is not a valid ONNX model (protobuf parse failed: {_first_line(exc)})") from exc
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(f"cannot read {path}: {_first_line(exc)}") from exc
     if not model.HasField("graph") or not model.opset_import or not model.graph.node:
+        refuse_if_archive(path)
         raise ModelError(f"{path} holds no complete ONNX graph (empty, truncated or not a model file)")
     check_untrusted(model, options=options)
     load_external_data(model, base_dir=path.parent, options=options)
@@ -129,8 +142,13 @@ def _is_large(model: onnx.ModelProto) -> bool:
     return sum(tensor_nbytes(t) for t in weight_tensors(model)) > LARGE_MODEL_BYTES
 
 
-def _check(model: onnx.ModelProto, *, workdir: Path, what: str) -> None:
-    """Full ``onnx.checker`` pass; large models are checked from a scratch copy inside ``workdir``."""
+def _check(model: onnx.ModelProto, *, workdir: Path, what: str, worker: IsolatedWorker | None = None) -> None:
+    """Full ``onnx.checker`` pass, in ``worker`` when given; large models are checked from a scratch copy."""
+    if worker is not None:
+        large = _is_large(model)
+        source = str(_save(model, workdir / ".check", keep_data=True)) if large else model.SerializeToString()
+        worker.call("edgeopt.graph_safety:checker_probe", source, what, what="the ONNX checker")
+        return
     try:
         if _is_large(model):
             path = _save(model, workdir / ".check", keep_data=True)
@@ -320,13 +338,28 @@ def normalize(
     options: ImportOptions,
     workdir: Path,
     base_dir: Path | None = None,
+    worker: IsolatedWorker | None = None,
 ) -> Graph:
     """Check, upgrade, fix input shapes, simplify, infer shapes; write ``workdir/model.onnx``.
 
     ``model`` is not modified. External data not yet loaded is read (safely) from ``base_dir``.
-    Writes only under ``workdir``. Raises ModelError (checker, conversion), InputSpecError (shapes
-    that contradict the model), ResourceLimitError and UnsupportedModelError (see ``load_onnx``).
+    Writes only under ``workdir``. Raises ModelError (checker, conversion, a crash of the checker or
+    ONNX Runtime in the isolated worker), InputSpecError (shapes that contradict the model),
+    ResourceLimitError and UnsupportedModelError (see ``load_onnx``). ``worker`` is the isolated
+    process for the native checks (a fresh one, closed on return, when None).
     """
+    if worker is None:
+        with IsolatedWorker(preload=("onnx", "onnxruntime")) as own:
+            return normalize(
+                model,
+                source_fingerprint=source_fingerprint,
+                source_format=source_format,
+                options=options,
+                workdir=workdir,
+                base_dir=base_dir,
+                worker=own,
+            )
+    options = with_env_limits(options)
     workdir = Path(workdir)
     work = onnx.ModelProto()
     work.CopyFrom(model)
@@ -342,7 +375,7 @@ def normalize(
         check_untrusted(work, options=options)
     source_opset = _onnx_opset(work)
     _tidy_imports(work)
-    _check(work, workdir=workdir, what="the model")
+    _check(work, workdir=workdir, what="the model", worker=worker)
     work = _upgrade_opset(work, options.opset)
     _fix_input_shapes(work, options, notes)
     if options.simplify:
@@ -351,10 +384,11 @@ def normalize(
     path = _save(work, workdir)
     for scratch in (".check", ".infer"):
         shutil.rmtree(workdir / scratch, ignore_errors=True)
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise ModelError(f"normalizing produced an invalid model: {_first_line(exc)}") from exc
+    note = worker.call(
+        "edgeopt.graph_safety:runtime_probe", str(path), options.allow_custom_ops, what="the ONNX checker/runtime"
+    )
+    if note:
+        notes.append(note)
     return Graph(
         path=path,
         fingerprint=_fingerprint(path),

@@ -2,11 +2,17 @@
 
 Every check here reads only what the protobuf already holds (dims, attributes, small shape
 tensors) so a hostile model is refused before anything large is allocated. External data is read
-only from regular files inside the model's own folder.
+only from regular files inside the model's own folder. Archives are never unpacked. The probes at
+the end (``checker_probe``, ``runtime_probe``) are meant to run in ``edgeopt.isolation``'s child
+process, because native code may crash on a malformed model.
+
+Limits: ``ImportOptions.max_tensor_bytes`` per tensor; ``EDGEOPT_MAX_TENSOR_BYTES`` replaces it when
+the options keep the default; ``EDGEOPT_MAX_MODEL_BYTES`` caps all external data read for one model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -21,6 +27,26 @@ from edgeopt.errors import ModelError, ResourceLimitError, UnsafeModelError, Uns
 from edgeopt.graph_inspect import infer_types, iter_nodes, nbytes, tensor_nbytes
 from edgeopt.types import ImportOptions
 
+MAX_TENSOR_BYTES_ENV = "EDGEOPT_MAX_TENSOR_BYTES"
+MAX_MODEL_BYTES_ENV = "EDGEOPT_MAX_MODEL_BYTES"
+DEFAULT_MAX_MODEL_BYTES = 16 * 1024**3
+"""Cap on all external data of one model (a sparse file can declare terabytes) unless the env var says otherwise."""
+PROTOBUF_LIMIT = 2**31 - 1
+"""Protobuf cannot parse a message larger than this: bigger models must keep weights in external data."""
+ARCHIVE_SUFFIXES = (
+    ".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".tar.zst", ".7z", ".rar", ".gz",
+    ".bz2", ".xz", ".zst",
+)  # fmt: skip
+_ARCHIVE_MAGIC = (
+    (0, b"PK\x03\x04", "zip"), (0, b"PK\x05\x06", "zip"), (257, b"ustar", "tar"), (0, b"\x1f\x8b", "gzip"),
+    (0, b"BZh", "bzip2"), (0, b"\xfd7zXZ\x00", "xz"), (0, b"7z\xbc\xaf\x27\x1c", "7z"), (0, b"Rar!\x1a\x07", "rar"),
+    (0, b"\x28\xb5\x2f\xfd", "zstd"),
+)  # fmt: skip
+_ARCHIVE_HINT = "edgeopt never unpacks archives; extract it yourself and pass the .onnx file inside"
+_SIZE_UNITS = {
+    "": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2, "mb": 1000**2,
+    "g": 1024**3, "gib": 1024**3, "gb": 1000**3, "t": 1024**4, "tib": 1024**4, "tb": 1000**4,
+}  # fmt: skip
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 """Op domains accepted without ``allow_custom_ops``."""
 _RANDOM_OPS = frozenset(
@@ -35,6 +61,73 @@ def _human(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def parse_size(text: str, *, name: str) -> int:
+    """``"4294967296"``, ``"4GiB"``, ``"512M"`` (binary) or ``"3GB"`` (decimal) as bytes.
+
+    Raises ResourceLimitError naming ``name`` when ``text`` is not such a size.
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = _SIZE_UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None or float(match.group(1)) * unit < 1:
+        raise ResourceLimitError(
+            f"{name}={text!r} is not a size",
+            hint=f"set {name} to a number of bytes such as 4294967296, or 4GiB / 512MiB",
+        )
+    return int(float(match.group(1)) * unit)
+
+
+_DEFAULT_MAX_TENSOR_BYTES = next(f.default for f in dataclasses.fields(ImportOptions) if f.name == "max_tensor_bytes")
+
+
+def with_env_limits(options: ImportOptions) -> ImportOptions:
+    """``options`` with ``max_tensor_bytes`` from ``EDGEOPT_MAX_TENSOR_BYTES`` when it keeps the default.
+
+    A value the caller set explicitly (anything but the dataclass default) wins over the environment.
+    """
+    raw = os.environ.get(MAX_TENSOR_BYTES_ENV, "").strip()
+    if not raw or options.max_tensor_bytes != _DEFAULT_MAX_TENSOR_BYTES:
+        return options
+    return dataclasses.replace(options, max_tensor_bytes=parse_size(raw, name=MAX_TENSOR_BYTES_ENV))
+
+
+def max_model_bytes() -> int:
+    """Cap on the external data one model may read: ``EDGEOPT_MAX_MODEL_BYTES`` or ``DEFAULT_MAX_MODEL_BYTES``."""
+    raw = os.environ.get(MAX_MODEL_BYTES_ENV, "").strip()
+    return parse_size(raw, name=MAX_MODEL_BYTES_ENV) if raw else DEFAULT_MAX_MODEL_BYTES
+
+
+def archive_kind(path: Path) -> str | None:
+    """``"zip"``, ``"tar"``, ... when the file's first bytes are an archive's or compressor's magic, else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return None
+    return next((kind for at, magic, kind in _ARCHIVE_MAGIC if head[at : at + len(magic)] == magic), None)
+
+
+def check_model_file(path: Path) -> None:
+    """Refuse, before parsing, archives by name (UnsafeModelError) and files protobuf cannot hold (ModelError)."""
+    name = path.name.lower()
+    if name.endswith(ARCHIVE_SUFFIXES):
+        raise UnsafeModelError(f"{path} is an archive; archives are not accepted as models", hint=_ARCHIVE_HINT)
+    size = path.stat().st_size
+    if size > PROTOBUF_LIMIT:
+        raise ModelError(
+            f"{path} is {_human(size)}, over the 2 GiB a protobuf (.onnx) file can hold",
+            hint="save the model with its weights as external data (onnx.save_model(..., save_as_external_data=True))",
+        )
+
+
+def refuse_if_archive(path: Path) -> None:
+    """UnsafeModelError when ``path``'s content is an archive (called after a failed parse, for a clear message)."""
+    kind = archive_kind(path)
+    if kind is not None:
+        raise UnsafeModelError(
+            f"{path} is a {kind} archive, not an ONNX model; archives are not accepted", hint=_ARCHIVE_HINT
+        )
 
 
 def _all_graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
@@ -143,6 +236,7 @@ def _check_sizes(model: onnx.ModelProto, options: ImportOptions) -> None:
 
 def check_untrusted(model: onnx.ModelProto, *, options: ImportOptions) -> None:
     """Refuse custom op domains (UnsupportedModelError) and oversized tensors (ResourceLimitError)."""
+    options = with_env_limits(options)
     _check_domains(model, options)
     _check_sizes(model, options)
 
@@ -172,9 +266,19 @@ def load_external_data(model: onnx.ModelProto, *, base_dir: Path, options: Impor
 
     Refuses (UnsafeModelError) absolute paths, ``..``, links resolving outside ``base_dir`` and hard
     links (``st_nlink > 1``: their other name may be anywhere); checks that offset and length fit the
-    file and match the tensor's declared size, and the size limit, before reading.
+    file and match the tensor's declared size, and the size limits (per tensor, and all external data
+    together against ``max_model_bytes()``), before reading.
     """
-    for tensor in list(external_tensors(model)):
+    options = with_env_limits(options)
+    pending = list(external_tensors(model))
+    total, cap = sum(tensor_nbytes(t) for t in pending), max_model_bytes()
+    if total > cap:
+        raise ResourceLimitError(
+            f"the model's external data declares {_human(total)} in {len(pending)} tensors, over the "
+            f"{_human(cap)} limit for one model",
+            hint=f"raise the limit with {MAX_MODEL_BYTES_ENV} if you trust this model and have the memory",
+        )
+    for tensor in pending:
         info = {entry.key: entry.value for entry in tensor.external_data}
         path = _data_path(info.get("location", ""), base_dir, tensor.name)
         declared = tensor_nbytes(tensor)
@@ -214,6 +318,7 @@ def check_fold_sizes(model: onnx.ModelProto, *, options: ImportOptions) -> None:
     Follows which tensors are computable from constants alone (initializers, Constant nodes, Shape
     of a static tensor) and checks their inferred sizes, without computing any of them.
     """
+    options = with_env_limits(options)
     types = infer_types(model)
     constant = {t.name for t in model.graph.initializer}
 
@@ -237,3 +342,49 @@ def check_fold_sizes(model: onnx.ModelProto, *, options: ImportOptions) -> None:
             elem, dims = types.get(name, (0, None))
             if dims is not None and all(isinstance(d, int) for d in dims):
                 _refuse_size(f"folding constants into {name!r}", nbytes(elem, math.prod(dims)), list(dims), options)
+
+
+# ------------------------------------------------------------------------- probes for the isolated worker
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def checker_probe(source: bytes | str, what: str) -> None:
+    """Full ``onnx.checker`` pass (strict shape inference included) over model bytes or a model path.
+
+    Meant for ``edgeopt.isolation``'s child process. Raises ModelError for any failure.
+    """
+    try:
+        onnx.checker.check_model(source, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ModelError(f"{what} fails the ONNX checker: {_first_line(exc)}") from exc
+    except Exception as exc:  # the C++ checker raises bare RuntimeError/ValueError/... on garbage
+        raise ModelError(f"the ONNX checker cannot read {what}: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+def runtime_probe(path: str, allow_custom_ops: bool) -> str | None:
+    """Full checker over the saved model at ``path``, then an ONNX Runtime CPU session over it.
+
+    Meant for ``edgeopt.isolation``'s child process: proves the normalized model loads where a crash
+    costs nothing. Raises ModelError; with ``allow_custom_ops`` a session failure is returned as a
+    note instead (the target's runtime may provide those ops).
+    """
+    checker_probe(path, "the normalized model")
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    try:
+        ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
+        message = f"ONNX Runtime cannot load the normalized model: {_first_line(exc)}"
+        if allow_custom_ops:
+            return message + " (kept: custom ops were allowed)"
+        raise ModelError(
+            message, hint="the model may use an op ONNX Runtime does not implement; run `edgeopt inspect MODEL`"
+        ) from exc
+    return None

@@ -5,14 +5,21 @@ meters). ``EDGEOPT_DISABLE_PLUGIN_AUTOLOAD=1`` loads no entry points; ``EDGEOPT_
 only those; ``EDGEOPT_BLOCKED_PLUGINS=a,b`` never loads those. A plugin that fails to import, has
 the wrong ``EDGEOPT_HOOK_API``, misspells a hook, or raises inside a hook is quarantined: recorded
 in ``problems`` with its name and error, while the rest keep working.
+
+Discovery hooks (``edgeopt_register_targets``, ``edgeopt_plan``) run with a timeout of
+``EDGEOPT_HOOK_TIMEOUT_S`` seconds (default 60; ``0`` turns it off): a call that has not returned by
+then is abandoned in its thread and its plugin quarantined. Compiling is left to the plugin, which
+runs vendor compilers in a subprocess with its own timeout.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata as md
+import math
 import os
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +55,13 @@ BUILTIN_PLUGINS = (
     "edgeopt.energy",
 )
 
+DEFAULT_HOOK_TIMEOUT_S = 60.0
+"""Seconds a discovery hook may take when ``EDGEOPT_HOOK_TIMEOUT_S`` is unset."""
+TIMED_HOOKS = ("edgeopt_register_targets", "edgeopt_plan")
+"""Hooks the manager calls with a timeout."""
+TARGET_HOOKS = ("edgeopt_plan", "edgeopt_compile", "edgeopt_runner")
+"""Hooks a plugin that registers targets must implement."""
+
 hookimpl = pluggy.HookimplMarker("edgeopt")
 
 
@@ -62,6 +76,59 @@ class PluginStatus:
     hooks: tuple[str, ...] = ()
     error: str = ""
     builtin: bool = False
+    api_version: object = None
+    """The plugin's declared ``EDGEOPT_HOOK_API`` (None when it could not be imported)."""
+
+
+@dataclass(frozen=True)
+class PluginDiagnosis:
+    """One plugin as ``edgeopt plugins doctor`` shows it: what it is, what it offers, what is wrong."""
+
+    name: str
+    version: str
+    status: str
+    builtin: bool
+    api_version: object
+    hooks: tuple[str, ...]
+    targets: tuple[TargetInfo, ...]
+    problems: tuple[str, ...]
+    """Everything a user or the plugin's author should fix; empty when the plugin is healthy."""
+
+
+class HookTimeout(PluginError):
+    """A hook did not return within ``EDGEOPT_HOOK_TIMEOUT_S``; its plugin was quarantined."""
+
+    default_hint = "raise EDGEOPT_HOOK_TIMEOUT_S if the plugin is merely slow, or block it with EDGEOPT_BLOCKED_PLUGINS"
+
+
+def hook_timeout_s() -> float | None:
+    """Seconds from ``EDGEOPT_HOOK_TIMEOUT_S`` (default 60); None when set to 0 (no timeout)."""
+    raw = os.environ.get("EDGEOPT_HOOK_TIMEOUT_S", "").strip()
+    if not raw:
+        return DEFAULT_HOOK_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise PluginError(
+            f"EDGEOPT_HOOK_TIMEOUT_S={raw!r} is not a number of seconds",
+            hint="set it to a positive number of seconds, or 0 to call hooks without a timeout",
+        )
+    return value or None
+
+
+def _check_tolerances(plugin: str, target: str, precisions: tuple[str, ...], tolerances: Mapping[str, float]) -> None:
+    for precision, value in tolerances.items():
+        if precision not in precisions:
+            raise PluginError(
+                f"plugin {plugin!r} gives target {target!r} a tolerance for undeclared precision {precision!r}"
+            )
+        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise PluginError(
+                f"plugin {plugin!r} gives target {target!r} precision {precision!r} tolerance {value!r}; "
+                "a tolerance is a positive number (max |out - ref| / max |ref|)"
+            )
 
 
 @dataclass
@@ -80,9 +147,13 @@ class TargetRegister:
         available: bool = True,
         reason: str = "",
         device_kinds: tuple[str, ...] | list[str] = ("cpu",),
+        tolerances: Mapping[str, float] | None = None,
     ) -> None:
+        """Record one target. ``tolerances`` maps a precision to its largest acceptable error against
+        the fp32 reference (``max|out - ref| / max|ref|``); see ``TargetInfo.tolerances``."""
         if not available and not reason:
             raise PluginError(f"plugin {self.plugin!r} marked target {name!r} unavailable without a reason")
+        _check_tolerances(self.plugin, name, tuple(precisions), dict(tolerances or {}))
         self.targets.append(
             TargetInfo(
                 name=name,
@@ -92,6 +163,7 @@ class TargetRegister:
                 available=available,
                 reason=reason,
                 device_kinds=tuple(device_kinds),
+                tolerances=dict(tolerances or {}),
             )
         )
 
@@ -140,6 +212,7 @@ class PluginManager:
             from edgeopt import __version__
 
             version = __version__
+        api = None
         try:
             plugin = load()
             api = getattr(plugin, "EDGEOPT_HOOK_API", None)
@@ -156,10 +229,10 @@ class PluginManager:
                 self._pm.unregister(name=name)
                 raise
             hooks = tuple(sorted(h.name for h in self._pm.get_hookcallers(plugin) or ()))
-            self._statuses[name] = PluginStatus(name, version, "ok", hooks, builtin=builtin)
+            self._statuses[name] = PluginStatus(name, version, "ok", hooks, builtin=builtin, api_version=api)
         except Exception as exc:  # a broken plugin is quarantined, never fatal
             self._statuses[name] = PluginStatus(
-                name, version, "broken", error=f"{type(exc).__name__}: {exc}", builtin=builtin
+                name, version, "broken", error=f"{type(exc).__name__}: {exc}", builtin=builtin, api_version=api
             )
         self._targets = None
 
@@ -178,9 +251,11 @@ class PluginManager:
             old.version if old else "?",
             "broken",
             old.hooks if old else (),
-            error=f"hook {hook} raised {type(exc).__name__}: {exc}",
+            error=exc.message if isinstance(exc, HookTimeout) else f"hook {hook} raised {type(exc).__name__}: {exc}",
             builtin=old.builtin if old else False,
+            api_version=old.api_version if old else None,
         )
+        self._targets = None
 
     def _impls(self, hook: str, plugin: str | None = None) -> Iterator[tuple[str, Callable[..., Any], list[str]]]:
         """Hook implementations in pluggy's call order, optionally only ``plugin``'s."""
@@ -196,6 +271,34 @@ class PluginManager:
     def _call(function: Callable[..., Any], argnames: list[str], kwargs: dict[str, Any]) -> Any:
         return function(**{a: kwargs[a] for a in argnames})
 
+    def _timed_call(
+        self, plugin: str, hook: str, function: Callable[..., Any], argnames: list[str], kwargs: dict[str, Any]
+    ) -> Any:
+        """Call a hook in a worker thread; past ``hook_timeout_s()`` abandon it and raise ``HookTimeout``.
+
+        Python cannot stop a thread, so a hung call keeps running (as a daemon) but its result is never
+        used; the caller quarantines the plugin so nothing calls into it again.
+        """
+        timeout = hook_timeout_s()
+        if timeout is None:
+            return self._call(function, argnames, kwargs)
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = self._call(function, argnames, kwargs)
+            except BaseException as exc:  # handed to the calling thread below
+                box["error"] = exc
+
+        worker = threading.Thread(target=work, name=f"edgeopt:{plugin}:{hook}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            raise HookTimeout(f"plugin {plugin!r} did not return from {hook} within {timeout:g} s and was quarantined")
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
+
     # -- hooks -------------------------------------------------------------------------------------
 
     def targets(self) -> list[TargetInfo]:
@@ -205,7 +308,7 @@ class PluginManager:
             for name, fn, args in self._impls("edgeopt_register_targets"):
                 register = TargetRegister(plugin=name)
                 try:
-                    self._call(fn, args, {"register": register})
+                    self._timed_call(name, "edgeopt_register_targets", fn, args, {"register": register})
                 except Exception as exc:
                     self._quarantine(name, "edgeopt_register_targets", exc)
                     continue
@@ -239,7 +342,13 @@ class PluginManager:
     def _target_call(self, hook: str, target: TargetInfo, kwargs: dict[str, Any]) -> Any:
         for name, fn, args in self._impls(hook, plugin=target.plugin):
             try:
-                result = self._call(fn, args, kwargs)
+                if hook in TIMED_HOOKS:
+                    result = self._timed_call(name, hook, fn, args, kwargs)
+                else:
+                    result = self._call(fn, args, kwargs)
+            except HookTimeout as exc:
+                self._quarantine(name, hook, exc)
+                raise
             except EdgeoptError:
                 raise
             except Exception as exc:
@@ -307,6 +416,40 @@ class PluginManager:
                 self._call(fn, args, {"app": app})
             except Exception as exc:
                 self._quarantine(name, "edgeopt_cli_commands", exc)
+
+    # -- diagnosis ---------------------------------------------------------------------------------
+
+    def diagnose(self) -> list[PluginDiagnosis]:
+        """Every plugin with its declared hook API, targets and problems (registers targets first)."""
+        targets = self.targets()
+        owners: dict[str, str] = {}
+        for t in targets:
+            owners.setdefault(t.name, t.plugin)
+        found = []
+        for status in self.plugins():
+            mine = tuple(t for t in targets if t.plugin == status.name)
+            problems: list[str] = [status.error] if status.error else []
+            missing = [h for h in TARGET_HOOKS if h not in status.hooks]
+            if mine and missing:
+                problems.append(f"registers targets but does not implement {', '.join(missing)}")
+            for t in mine:
+                if not t.available:
+                    problems.append(f"target {t.name!r} is unavailable: {t.reason}")
+                if owners[t.name] != status.name:
+                    problems.append(f"target {t.name!r} is also registered by {owners[t.name]!r}, which wins")
+            found.append(
+                PluginDiagnosis(
+                    name=status.name,
+                    version=status.version,
+                    status=status.status,
+                    builtin=status.builtin,
+                    api_version=status.api_version,
+                    hooks=status.hooks,
+                    targets=mine,
+                    problems=tuple(problems),
+                )
+            )
+        return found
 
 
 def get_plugin_manager(*, builtins: bool = True, entry_points: bool = True) -> PluginManager:

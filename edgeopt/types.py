@@ -124,6 +124,10 @@ class TargetInfo:
     """Why the target cannot run here, and what to install or attach; empty when available."""
     device_kinds: tuple[str, ...] = ("cpu",)
     """Device profile kinds this target runs on."""
+    tolerances: Mapping[str, float] = field(default_factory=dict)
+    """Largest error each precision may show against the fp32 reference, as ``max|out - ref| / max|ref|``
+    per output. The conformance suite (``edgeopt.testing``) holds runners to it; a precision left out
+    gets ``edgeopt.testing.DEFAULT_TOLERANCES``."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,18 @@ class Plan:
     """Short human name, e.g. ``int8 static per-channel minmax``."""
     threads: int | None = None
     notes: tuple[str, ...] = ()
+    keep_fp32: tuple[str, ...] = ()
+    """Node names of the normalized graph the target must leave in higher precision: their weights stay
+    float and they read their inputs unquantized. Set by the core's accuracy fallback (mixed precision). A
+    target that cannot honour a name raises ``CompileError``; one that ignores the field builds the same
+    files as without it, which the core reports as a duplicate candidate."""
+    calibration: str = ""
+    """Activation-range calibration for a calibrated int8 plan: ``minmax``, ``percentile`` or ``entropy``;
+    empty keeps the plan's own choice. Set by the core's ``--precision auto`` search; ignored like
+    ``keep_fp32`` by targets without the choice."""
+    granularity: str = ""
+    """Int8 weight scales ``per-channel`` or ``per-tensor``; empty keeps the plan's own choice (see
+    ``calibration``)."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
     """A copy of ``model`` whose inputs and outputs lead with ``batch``.
 
     Reshape shape constants whose first entry is the old batch, applied to a tensor leading with
-    the old batch, get 0 ("copy the input's leading dim") instead. Intermediate shape annotations
+    the old batch, get the new batch instead. Intermediate shape annotations
     are dropped so the runtime re-infers them.
     """
     result = onnx.ModelProto()
@@ -44,13 +44,11 @@ def with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
     for node in graph.node:
         if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in initializers or old is None:
             continue
-        if any(a.name == "allowzero" and a.i == 1 for a in node.attribute):
-            continue
         shape = numpy_helper.to_array(initializers[node.input[1]]).copy()
         data_dim = _leading_dim(inferred[node.input[0]]) if node.input[0] in inferred else None
         if shape.ndim != 1 or shape.size == 0 or shape[0] != old or data_dim is None or data_dim.dim_value != old:
             continue
-        shape[0] = 0
+        shape[0] = batch
         name = node.input[1] if uses[node.input[1]] == 1 else f"{node.input[1]}__batch{batch}"
         new = numpy_helper.from_array(shape.astype(np.int64), name=name)
         if name == node.input[1]:

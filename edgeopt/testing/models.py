@@ -8,12 +8,14 @@ scale through the layers, as in a trained network, and so quantization error is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from edgeopt.types import TensorSpec
 
 OPSET = 17
 FLOAT = TensorProto.FLOAT
@@ -175,13 +177,14 @@ def write_golden(name: str, directory: Path) -> Path:
     return path
 
 
-def golden_feeds(model_path: Path, *, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded standard-normal float32 feeds for every input of ``model_path`` at ``batch``."""
-    model = onnx.load(str(model_path), load_external_data=False)
+def golden_feeds(inputs: Sequence[TensorSpec], *, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded standard-normal feeds for ``inputs`` with a leading dimension of ``batch``.
+
+    Symbolic dimensions past the first take 1; dtypes follow the specs.
+    """
     rng = np.random.default_rng(seed)
     feeds = {}
-    for vi in model.graph.input:
-        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim]
-        shape = (batch, *dims[1:]) if dims else ()
-        feeds[vi.name] = rng.standard_normal(shape).astype(np.float32)
+    for spec in inputs:
+        rest = tuple(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape[1:])
+        feeds[spec.name] = rng.standard_normal((batch, *rest)).astype(spec.dtype)
     return feeds

@@ -12,14 +12,15 @@ from edgeopt.errors import CompileError
 from edgeopt.passes.batch import batch_matches, checked_batches, with_batch
 
 
-def reshape_model(*, flatten_batch: bool) -> onnx.ModelProto:
-    """x(1,4,4) → Reshape([1,16]) → MatMul(16x3); with ``flatten_batch`` a Flatten(axis=0) hides the batch."""
+def reshape_model(*, mix_batch: bool) -> onnx.ModelProto:
+    """x(1,4,4) → Reshape([1,16]) → MatMul(16x3); with ``mix_batch`` a ReduceSum over axis 0 first mixes samples."""
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 3)).astype(np.float32), "w")
     shape = numpy_helper.from_array(np.array([1, 16], np.int64), "shape")
-    if flatten_batch:
+    axes = numpy_helper.from_array(np.array([0], np.int64), "axes")
+    if mix_batch:
         nodes = [
-            helper.make_node("Flatten", ["x"], ["flat"], axis=0),
-            helper.make_node("Reshape", ["flat", "shape"], ["r"]),
+            helper.make_node("ReduceSum", ["x", "axes"], ["mixed"], keepdims=1),
+            helper.make_node("Reshape", ["mixed", "shape"], ["r"]),
         ]
     else:
         nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"])]
@@ -29,7 +30,7 @@ def reshape_model(*, flatten_batch: bool) -> onnx.ModelProto:
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
-        initializer=[w, shape],
+        initializer=[w, shape, axes],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -46,7 +47,7 @@ class Session:
 
 
 def test_reshape_constant_follows_the_new_batch() -> None:
-    model = reshape_model(flatten_batch=False)
+    model = reshape_model(mix_batch=False)
     x = np.random.default_rng(1).standard_normal((4, 4, 4)).astype(np.float32)
     rebatched = with_batch(model, 4)
     assert rebatched.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
@@ -55,7 +56,7 @@ def test_reshape_constant_follows_the_new_batch() -> None:
 
 
 def test_a_graph_that_hides_its_batch_is_caught() -> None:
-    model = reshape_model(flatten_batch=True)
+    model = reshape_model(mix_batch=True)
     make = checked_batches(
         lambda b: Session(with_batch(model, b) if b != 1 else model),
         lambda b: [{"x": np.ones((b, 4, 4), np.float32)}],

@@ -41,7 +41,7 @@ class OrtCpuRunner:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        options.log_severity_level = 4
         self._path = Path(model_path)
         source: str | bytes = str(model_path)
         fixed = _fixed_batch(self._path)
