@@ -26,31 +26,43 @@ def fmt_num(value: float | None, digits: int = 4) -> str:
 
 def candidates_table(candidates: list[dict]) -> Table:
     table = Table(title="Candidates (timed interleaved in one run)", title_justify="left")
-    for column in ("candidate", "status", "p50", "p90", "metric", "value", "drop", "note"):
-        table.add_column(column)
+    table.add_column("candidate", ratio=3)
+    for column in ("status", "p50", "p90", "metric"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("drop", no_wrap=True)
+    notes = []
     for c in candidates:
         style = {"accepted": "green", "refused": "red", "failed": "red"}.get(c.get("status", ""), "")
+        status = c.get("status", "")
+        if c.get("reason"):
+            notes.append(f"{c.get('label', '')}: {c['reason']}")
+            status += f" [{len(notes)}]"
+        metric = f"{c.get('metric') or '—'} {fmt_num(c.get('candidate'))}" if c.get("metric") else "—"
         table.add_row(
             c.get("label", ""),
-            f"[{style}]{c.get('status', '')}[/]" if style else c.get("status", ""),
+            f"[{style}]{status}[/]" if style else status,
             fmt_ms(c.get("latency_p50_s")),
             fmt_ms(c.get("latency_p90_s")),
-            c.get("metric") or "—",
-            fmt_num(c.get("candidate")),
+            metric,
             fmt_num(c.get("drop"), 3),
-            c.get("reason", ""),
         )
+    if notes:
+        table.caption = "\n".join(f"[{i}] {n}" for i, n in enumerate(notes, 1))
+        table.caption_justify = "left"
     return table
 
 
 def profile_table(profile: dict, *, title: str = "Profile") -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("batch", "p50", "p90", "p99", "min", "throughput/s", "runs", "method"):
-        table.add_column(column)
+    for column in ("batch", "p50", "p90", "p99", "min", "samples/s", "runs"):
+        table.add_column(column, no_wrap=True)
+    methods = set()
     for batch, stats in sorted(profile.get("latency", {}).items(), key=lambda kv: int(kv[0])):
         if "error" in stats:
-            table.add_row(str(batch), "—", "—", "—", "—", "—", "—", f"unsupported: {stats['error']}")
+            table.add_row(str(batch), "[red]unsupported[/]", "", "", "", "", "")
+            methods.add(f"batch {batch}: {stats['error']}")
             continue
+        methods.add(stats.get("method", ""))
         table.add_row(
             str(batch),
             fmt_ms(stats.get("p50")),
@@ -59,8 +71,9 @@ def profile_table(profile: dict, *, title: str = "Profile") -> Table:
             fmt_ms(stats.get("min")),
             fmt_num(stats.get("throughput"), 5),
             str(stats.get("runs", "")),
-            stats.get("method", ""),
         )
+    table.caption = "; ".join(sorted(m for m in methods if m))
+    table.caption_justify = "left"
     return table
 
 
