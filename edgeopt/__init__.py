@@ -1,12 +1,12 @@
 """edgeopt: trained model → normalized ONNX → target plugin → verified, profiled artifact.
 
-The SDK functions are imported on first use, so ``import edgeopt`` stays light for plugins.
+SDK: ``edgeopt.deploy``, ``edgeopt.load``, ``edgeopt.profile``, ``edgeopt.inspect``,
+``edgeopt.targets``, ``edgeopt.devices``. Plugins need only ``edgeopt.hookimpl``.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("edgeopt")
@@ -15,11 +15,11 @@ except PackageNotFoundError:  # running from a source tree without install
 
 from edgeopt.plugins import hookimpl  # noqa: E402
 
-if TYPE_CHECKING:
-    from edgeopt.api import Predictor, deploy, devices, inspect, load, plugins, profile, targets
-    from edgeopt.deploy import Deployment
+# Bound last, on purpose: importing the SDK imports the submodule ``edgeopt.deploy``, which Python
+# sets as this package's attribute ``deploy``; these names must be the SDK functions.
+from edgeopt.api import Predictor, deploy, devices, inspect, load, profile, targets  # noqa: E402
+from edgeopt.deploy import Deployment  # noqa: E402
 
-_SDK = {"deploy", "load", "profile", "inspect", "targets", "devices", "plugins", "Predictor"}
 
 __all__ = [
     "Deployment",
@@ -30,19 +30,6 @@ __all__ = [
     "hookimpl",
     "inspect",
     "load",
-    "plugins",
     "profile",
     "targets",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SDK:
-        from edgeopt import api
-
-        return getattr(api, name)
-    if name == "Deployment":
-        from edgeopt.deploy import Deployment
-
-        return Deployment
-    raise AttributeError(f"module 'edgeopt' has no attribute {name!r}")
