@@ -330,9 +330,13 @@ def edgeopt_deploy(
     calib: Mapping[str, np.ndarray],
     evaluation: Mapping[str, np.ndarray],
     threads: int,
-    budget_s: float,
+    budget_s: float | None,
+    timing_s: float,
 ) -> Built:
     """``edgeopt.deploy(target="cpu")`` into ``out``, then ``edgeopt.load`` the artifact.
+
+    ``budget_s`` limits edgeopt's candidate search, ``timing_s`` is its per-candidate timing budget;
+    the search cache is off so every deploy does (and is timed doing) the whole search.
 
     Calls the functions through ``edgeopt.api``: once ``edgeopt.api`` has imported the submodule
     ``edgeopt.deploy``, the package attribute ``edgeopt.deploy`` is that module, not the function.
@@ -344,7 +348,7 @@ def edgeopt_deploy(
     with captured_warnings(messages), scratch_cwd(litter):
         dep = edgeopt.deploy(
             str(model_path), target="cpu", precision=precision, calib=dict(calib), eval=dict(evaluation),
-            out=out, threads=threads, budget_s=budget_s,
+            out=out, threads=threads, budget_s=budget_s, timing_s=timing_s, cache=False,
         )
     manifest = dep.manifest
     plan = manifest.get("plan", {})

@@ -126,7 +126,7 @@ def _reference(result: Mapping[str, Any]) -> list[str]:
 
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The whole document: how it was run, the machine, then one section per model."""
-    m = report["machine"]
+    m, d = report["machine"], report["edgeopt_deploy"]
     packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
     lines = [
         "# CPU benchmark: edgeopt vs ONNX Runtime, OpenVINO and NNCF defaults",
@@ -148,6 +148,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "(interleaving spreads that noise over all runtimes alike, it does not remove it)",
         f"- **Run**: started {report['started']}, {report['wall_s']:.0f} s wall in one process; batch 1; timed by "
         "`edgeopt.harness.measure_interleaved` after warm-up, rounds alternating between runtimes",
+        f"- **edgeopt.deploy**: `target=\"cpu\"`, `threads={d['threads']}`, `budget_s={d['budget_s']}` (candidate "
+        f"search limit), `timing_s={d['timing_s']}`, `cache={d['cache']}` (every deploy does its whole search)",
         "",
         "Latency p50/p90 are per batch-1 inference; `p50 / ORT fp32` < 1 is faster. Size is the model as stored "
         "(OpenVINO: .xml+.bin from `save_model(compress_to_fp16=False)`, the weights actually run; the default fp16 "

@@ -99,17 +99,27 @@ def zoo_case(name: str, filename: str) -> Case:
     )
 
 
+@dataclass(frozen=True)
+class DeployKnobs:
+    """What the bench passes to ``edgeopt.deploy`` besides the model and data."""
+
+    budget_s: float | None
+    """Limit on the candidate search (None: none)."""
+    timing_s: float
+    """Timing budget per candidate comparison and for the final profile."""
+
+
 # --- building -------------------------------------------------------------------------------------
 
 
-def builders(case: Case, work: Path, *, threads: int, deploy_budget_s: float) -> dict[str, Callable[[], peers.Built]]:
+def builders(case: Case, work: Path, *, threads: int, deploy: DeployKnobs) -> dict[str, Callable[[], peers.Built]]:
     calib = case.feeds(case.calib)
 
     def edgeopt(precision: str) -> Callable[[], peers.Built]:
         return lambda: peers.edgeopt_deploy(
             case.path, work / f"edgeopt-{precision}.edgeopt", precision=precision, calib=case.calib,
             evaluation={**case.evaluation, **({"labels": case.labels} if case.labels is not None else {})},
-            threads=threads, budget_s=deploy_budget_s,
+            threads=threads, budget_s=deploy.budget_s, timing_s=deploy.timing_s,
         )
 
     return {
@@ -122,11 +132,11 @@ def builders(case: Case, work: Path, *, threads: int, deploy_budget_s: float) ->
     }
 
 
-def build_all(case: Case, work: Path, *, threads: int, deploy_budget_s: float) -> tuple[dict, dict]:
+def build_all(case: Case, work: Path, *, threads: int, deploy: DeployKnobs) -> tuple[dict, dict]:
     """Build every runtime; returns (built by name, error text by name), both with build seconds recorded."""
     built: dict[str, tuple[peers.Built, float]] = {}
     errors: dict[str, dict[str, Any]] = {}
-    for name, build in builders(case, work, threads=threads, deploy_budget_s=deploy_budget_s).items():
+    for name, build in builders(case, work, threads=threads, deploy=deploy).items():
         print(f"  building {name} ...", flush=True)
         began = time.perf_counter()
         try:
@@ -209,10 +219,10 @@ def runs_per_round(runners: Mapping[str, Any], feeds: Sequence[Mapping[str, np.n
 # --- one model ------------------------------------------------------------------------------------
 
 
-def bench_model(case: Case, *, threads: int, budget_per_runner_s: float, deploy_budget_s: float) -> dict[str, Any]:
+def bench_model(case: Case, *, threads: int, budget_per_runner_s: float, deploy: DeployKnobs) -> dict[str, Any]:
     print(f"\n== {case.name} ({case.path.name})", flush=True)
     with tempfile.TemporaryDirectory(prefix="edgeopt-bench-") as tmp:
-        built, errors = build_all(case, Path(tmp), threads=threads, deploy_budget_s=deploy_budget_s)
+        built, errors = build_all(case, Path(tmp), threads=threads, deploy=deploy)
         try:
             return _measure(case, built, errors, budget_per_runner_s=budget_per_runner_s)
         finally:
@@ -312,7 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=physical_cores(), help="intra-op threads for every runtime")
     parser.add_argument("--budget", type=float, default=4.0, help="timing seconds per runner per model")
-    parser.add_argument("--deploy-budget", type=float, default=2.0, help="edgeopt.deploy(budget_s=...)")
+    parser.add_argument("--deploy-budget", type=float, default=90.0,
+                        help="edgeopt.deploy(budget_s=...): seconds for its candidate search (0: no limit)")
+    parser.add_argument("--deploy-timing", type=float, default=2.0, help="edgeopt.deploy(timing_s=...)")
     parser.add_argument("--models", default="digits,squeezenet,resnet50", help="comma-separated subset")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where benchmarks.md/.json go")
     args = parser.parse_args(argv)
@@ -323,17 +335,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     began = time.time()
     load_before = os.getloadavg()
+    knobs = DeployKnobs(budget_s=args.deploy_budget or None, timing_s=args.deploy_timing)
     results = []
     for key in args.models.split(","):
         result = bench_model(cases[key.strip()](), threads=args.threads, budget_per_runner_s=args.budget,
-                             deploy_budget_s=args.deploy_budget)
+                             deploy=knobs)
         result["verdicts"] = verdicts(result)
         results.append(result)
     machine = machine_info(args.threads)
     machine["load_average_before"], machine["load_average_after"] = list(load_before), list(os.getloadavg())
     command = shlex.join([sys.executable, *sys.argv])
-    report = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)),
-              "wall_s": time.time() - began, "machine": machine, "results": results}
+    report = {
+        "command": command,
+        "edgeopt_deploy": {"budget_s": knobs.budget_s, "timing_s": knobs.timing_s, "cache": False,
+                           "threads": args.threads},
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)),
+        "wall_s": time.time() - began,
+        "machine": machine,
+        "results": results,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (args.out / "benchmarks.md").write_text(render_markdown(report))

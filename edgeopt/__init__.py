@@ -13,13 +13,11 @@ try:
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0"
 
-from edgeopt.plugins import hookimpl  # noqa: E402
-
 # Bound last, on purpose: importing the SDK imports the submodule ``edgeopt.deploy``, which Python
 # sets as this package's attribute ``deploy``; these names must be the SDK functions.
 from edgeopt.api import Predictor, deploy, devices, inspect, load, profile, targets  # noqa: E402
 from edgeopt.deploy import Deployment  # noqa: E402
-
+from edgeopt.plugins import hookimpl  # noqa: E402
 
 __all__ = [
     "Deployment",

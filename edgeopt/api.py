@@ -51,13 +51,18 @@ def deploy(
     runs: int | None = None,
     timing_s: float = 2.0,
     threads: int | None = None,
+    budget_s: float | None = None,
+    cache: bool = True,
     events: Events | None = None,
     plugin_manager: PluginManager | None = None,
 ) -> Deployment:
     """Optimize ``model`` for ``target`` and write a verified artifact; see ``DeployRequest``.
 
     ``calib``/``eval`` take an ``.npz`` path, a folder of images, a mapping of arrays, or any
-    iterable of feed dicts. Without them edgeopt uses synthetic inputs and says so.
+    iterable of feed dicts. Without them edgeopt uses synthetic inputs and says so. ``metric`` is a
+    name from ``edgeopt.metrics`` or a callable ``(outputs, labels) -> float`` (higher is better);
+    ``max_drop`` is in that metric's own units. ``budget_s`` limits the candidate search (candidates
+    not started in time are listed as skipped); ``cache=False`` bypasses the search cache.
     """
     if input_shapes is None:
         shapes: dict[str, tuple[int, ...]] = {}
@@ -84,6 +89,8 @@ def deploy(
         runs=runs,
         timing_s=timing_s,
         threads=threads,
+        budget_s=budget_s,
+        cache=cache,
     )
     return run_deploy(request, pm=plugin_manager, events=events)
 

@@ -1,21 +1,26 @@
 """Compile, check and time candidate plans; pick the fastest one inside the accuracy budget.
 
-The accuracy guard and the speed guard live here, in the core, so every target gets them.
+The accuracy guard, the speed guard, the ``--precision auto`` search space and the mixed-precision
+fallback live here, in the core, so every target gets them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from edgeopt.errors import AccuracyBudgetExceeded, EdgeoptError
+from edgeopt.errors import AccuracyBudgetExceeded, CompileError, EdgeoptError
 from edgeopt.harness import measure_interleaved
-from edgeopt.metrics import check_outputs, evaluate, run_outputs
+from edgeopt.metrics import check_outputs, evaluate, metric_unit, run_outputs
 from edgeopt.plugins import PluginManager
+from edgeopt.search_cache import SearchCache, plan_identity
 from edgeopt.types import (
     Compiled,
     Dataset,
@@ -32,6 +37,9 @@ from edgeopt.types import (
 SLOWER_MARGIN = 1.03
 """A quantized candidate counts as slower than fp32 when its p50 exceeds fp32's by more than this ratio
 (3% absorbs timer noise between interleaved rounds)."""
+FLOAT_PRECISIONS = ("fp32",)
+"""Precisions that have nothing to fall back from."""
+SKIPPED_BUDGET = "skipped: search budget (--budget-s) spent before this candidate"
 
 
 class Events(Protocol):
@@ -44,27 +52,51 @@ class Events(Protocol):
 
 @dataclass(frozen=True)
 class Candidate:
-    """One plan after compile, check and (if it passed) timing."""
+    """One plan after compile, check and (if it ran) timing."""
 
     plan: Plan
     status: str
-    """``accepted``, ``refused`` (accuracy/collapse), ``failed`` (compile/run error) or ``baseline``."""
+    """``accepted``, ``refused`` (accuracy/collapse), ``failed`` (compile/run error), ``baseline``, ``skipped``
+    (search budget spent) or ``duplicate`` (the target built the same files as an earlier candidate)."""
     reason: str = ""
     compiled: Compiled | None = None
     metrics: Metrics | None = None
     latency: LatencyStats | None = None
+    origin: str = "plan"
+    """``plan`` (offered by the target), ``variant`` (the search's calibration/granularity variant) or
+    ``fallback`` (mixed precision: the most sensitive nodes kept in fp32)."""
+    cached: bool = False
+    """Compiled files and evaluation outputs came from the search cache (timing is always fresh)."""
+    seconds: float = 0.0
+    """Wall time spent compiling and evaluating (or loading from the cache)."""
+
+    @property
+    def label(self) -> str:
+        return self.plan.label or self.plan.precision
+
+    @property
+    def drop(self) -> float:
+        """The metric drop, +inf when not measured."""
+        d = self.metrics.drop if self.metrics is not None else None
+        return d if d is not None and math.isfinite(d) else math.inf
 
     def summary(self) -> dict:
         return {
-            "label": self.plan.label or self.plan.precision,
+            "label": self.label,
             "precision": self.plan.precision,
             "status": self.status,
             "reason": self.reason,
+            "origin": self.origin,
+            "keep_fp32": list(self.plan.keep_fp32),
+            "cached": self.cached,
+            "seconds": round(self.seconds, 3),
             "latency_p50_s": self.latency.p50 if self.latency else None,
             "latency_p90_s": self.latency.p90 if self.latency else None,
             "metric": self.metrics.metric if self.metrics else None,
+            "reference": self.metrics.reference if self.metrics else None,
             "candidate": self.metrics.candidate if self.metrics else None,
             "drop": self.metrics.drop if self.metrics else None,
+            "higher_is_better": self.metrics.higher_is_better if self.metrics else None,
             "fidelity": dict(self.metrics.fidelity) if self.metrics else {},
         }
 
@@ -87,43 +119,178 @@ class CandidateContext:
     threads: int | None
     workdir: Path
     events: Events
+    cache: SearchCache | None = None
+    deadline: float | None = None
+    """``time.monotonic()`` after which no further candidate is started (``--budget-s``)."""
+    seen: dict[str, str] = field(default_factory=dict)
+    """sha256 of each candidate's compiled files -> its label, to spot duplicates."""
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
 
 
-def evaluate_plan(ctx: CandidateContext, plan: Plan, index: int) -> tuple[Candidate, Runner | None]:
-    """Compile ``plan``, run it on the evaluation data, and judge it against the reference."""
-    label = plan.label or plan.precision
-    ctx.events.step(f"compiling candidate {index}: {label}")
-    workdir = ctx.workdir / f"candidate-{index}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        compiled = ctx.pm.compile(ctx.graph, plan, ctx.target, ctx.device, ctx.calibration, workdir)
-        runner = ctx.pm.runner(compiled, ctx.target, ctx.device, RunSettings(batch=ctx.batch, threads=ctx.threads))
-        outputs = run_outputs(runner, ctx.evaluation, batch=ctx.batch)
-    except EdgeoptError as exc:
-        return Candidate(plan, "failed", f"{exc.message}"), None
+def _files_digest(compiled: Compiled) -> str:
+    from edgeopt.artifact import file_sha256
+
+    h = hashlib.sha256()
+    for name in sorted(compiled.files):
+        h.update(f"{name}:{file_sha256(compiled.directory / name)};".encode())
+    return h.hexdigest()
+
+
+def judge(ctx: CandidateContext, outputs: Sequence[np.ndarray]) -> tuple[str, str, Metrics | None]:
+    """``(status, reason, metrics)`` of a candidate's evaluation outputs against the reference and budget."""
     problem = check_outputs(ctx.reference_outputs, outputs)
+    metrics = None
+    if all(np.all(np.isfinite(o)) for o in outputs if np.asarray(o).dtype.kind in "fc"):
+        try:  # collapsed candidates get figures too (for the report); mismatched shapes cannot
+            metrics = evaluate(ctx.reference_outputs, outputs, labels=ctx.labels, metric=ctx.metric,
+                               synthetic=ctx.evaluation.synthetic)
+        except CompileError:
+            if not problem:
+                raise
     if problem:
+        return "refused", problem, metrics
+    if metrics is not None and metrics.drop is not None and metrics.drop > ctx.max_drop:
+        unit = metric_unit(metrics.metric)
+        reason = f"{metrics.metric} drop {metrics.drop:.3g} {unit} exceeds the budget {ctx.max_drop:g}"
+        return "refused", reason, metrics
+    return "accepted", "", metrics
+
+
+def evaluate_plan(
+    ctx: CandidateContext, plan: Plan, index: int, *, origin: str = "plan", force: bool = False
+) -> tuple[Candidate, Runner | None]:
+    """Compile ``plan`` (or reuse it from the cache), run it on the evaluation data, judge it against the
+    reference. Returns the runner, still open, for every candidate that ran (accepted or refused) so all of
+    them can be timed; ``force`` ignores the search deadline (the fp32 baseline)."""
+    label = plan.label or plan.precision
+    if not force and ctx.out_of_time():
+        return Candidate(plan, "skipped", SKIPPED_BUDGET, origin=origin), None
+    began = time.monotonic()
+    workdir = ctx.workdir / f"candidate-{index}"
+    hit = ctx.cache.load(plan, workdir) if ctx.cache is not None else None
+    ctx.events.step(f"{'reusing cached' if hit else 'compiling'} candidate {index}: {label}")
+    settings = RunSettings(batch=ctx.batch, threads=ctx.threads)
+    runner: Runner | None = None
+    try:
+        if hit is not None:
+            compiled, outputs = hit.compiled, hit.outputs
+            runner = ctx.pm.runner(compiled, ctx.target, ctx.device, settings)
+        else:
+            workdir.mkdir(parents=True, exist_ok=True)
+            compiled = ctx.pm.compile(ctx.graph, plan, ctx.target, ctx.device, ctx.calibration, workdir)
+            runner = ctx.pm.runner(compiled, ctx.target, ctx.device, settings)
+            outputs = run_outputs(runner, ctx.evaluation, batch=ctx.batch)
+            if ctx.cache is not None:
+                ctx.cache.store(plan, compiled, outputs)
+    except EdgeoptError as exc:
+        if runner is not None:
+            runner.close()
+        return Candidate(plan, "failed", exc.message, origin=origin, seconds=time.monotonic() - began), None
+    common = {"origin": origin, "cached": hit is not None}
+    digest = _files_digest(compiled)
+    if digest in ctx.seen:
         runner.close()
-        return Candidate(plan, "refused", problem, compiled), None
-    metrics = evaluate(
-        ctx.reference_outputs,
-        outputs,
-        labels=ctx.labels,
-        metric=ctx.metric,
-        synthetic=ctx.evaluation.synthetic,
-    )
-    if metrics.drop is not None and metrics.drop > ctx.max_drop:
-        runner.close()
-        reason = f"{metrics.metric} drop {metrics.drop:.3g} exceeds the budget {ctx.max_drop:g}"
-        return Candidate(plan, "refused", reason, compiled, metrics), None
-    return Candidate(plan, "accepted", "", compiled, metrics), runner
+        reason = f"the target built the same files as {ctx.seen[digest]}"
+        return Candidate(plan, "duplicate", reason, compiled, seconds=time.monotonic() - began, **common), None
+    ctx.seen[digest] = label
+    status, reason, metrics = judge(ctx, outputs)
+    return Candidate(plan, status, reason, compiled, metrics, seconds=time.monotonic() - began, **common), runner
+
+
+# -------------------------------------------------------------------------------------- search space
+
+
+def _relabel(label: str, words: tuple[str, ...], new: str) -> str:
+    for word in words:
+        if word in label:
+            return label.replace(word, new, 1)
+    return f"{label} [{new}]"
+
+
+def search_plans(
+    pm: PluginManager, graph: Graph, target: TargetInfo, device: DeviceProfile, precision: str, events: Events
+) -> list[tuple[Plan, str]]:
+    """``(plan, origin)`` to evaluate, best guess first.
+
+    For ``auto``: the target's own ``auto`` plans, then the plans of each precision it lists that ``auto``
+    left out (e.g. int8-dynamic on a conv net), then variants of its first calibrated int8 plan with
+    per-tensor weight scales and with entropy calibration (the plan's generic ``granularity`` and
+    ``calibration`` fields), unless the target already offers those. Other precisions: the target's plans.
+    """
+    plans = pm.plan(graph, target, device, precision)
+    if precision != "auto":
+        return [(p, "plan") for p in plans]
+    seen = {repr(plan_identity(p)) for p in plans}
+    for extra in target.precisions:
+        if extra == "auto" or any(p.precision == extra for p in plans):
+            continue
+        try:
+            more = pm.plan(graph, target, device, extra)
+        except EdgeoptError as exc:
+            events.warn(f"target {target.name!r} offered no {extra} plan: {exc.message}")
+            continue
+        for p in more:
+            if repr(plan_identity(p)) not in seen:
+                plans.append(p)
+                seen.add(repr(plan_identity(p)))
+    out = [(p, "plan") for p in plans]
+    int8 = [p for p in plans if p.precision == "int8"]
+    if int8:
+        first, labels = int8[0], " ".join(p.label for p in int8)
+        if "per-tensor" not in labels:
+            label = _relabel(first.label, ("per-channel",), "per-tensor")
+            out.append((replace(first, granularity="per-tensor", label=label), "variant"))
+        if "entropy" not in labels:
+            label = _relabel(first.label, ("minmax", "percentile"), "entropy")
+            out.append((replace(first, calibration="entropy", label=label), "variant"))
+    dynamic = [item for item in out if item[0].precision == "int8-dynamic"]
+    return [item for item in out if item[0].precision != "int8-dynamic"] + dynamic
+
+
+# ------------------------------------------------------------------------------------------ fallback
+
+
+def fallback_sizes(nodes: int) -> list[int]:
+    """How many of the ranked nodes each fallback step keeps in fp32: 1, 2, 4, 8... and finally all but one."""
+    sizes = [2**i for i in range(nodes.bit_length()) if 2**i < nodes]
+    if nodes > 1 and nodes - 1 not in sizes:
+        sizes.append(nodes - 1)
+    return sizes
+
+
+def fallback_label(label: str, keep: Sequence[str]) -> str:
+    shown = ", ".join(keep[:2]) + (f" +{len(keep) - 2} more" if len(keep) > 2 else "")
+    return f"{label} + fp32 {{{shown}}}"
+
+
+def run_fallback(
+    ctx: CandidateContext, base: Candidate, ranking: Sequence[str], *, first_index: int
+) -> list[tuple[Candidate, Runner | None]]:
+    """Re-plan ``base`` with its most sensitive nodes kept in fp32, a few more each step (``fallback_sizes``),
+    until a step is accepted, gains nothing over the best drop so far, or the search budget runs out."""
+    results: list[tuple[Candidate, Runner | None]] = []
+    best = base.drop
+    for k in fallback_sizes(len(ranking)):
+        keep = tuple(ranking[:k])
+        plan = replace(base.plan, keep_fp32=keep, label=fallback_label(base.label, keep))
+        candidate, runner = evaluate_plan(ctx, plan, first_index + len(results), origin="fallback")
+        results.append((candidate, runner))
+        if candidate.status in ("accepted", "skipped", "failed", "duplicate") or candidate.drop >= best:
+            break
+        best = candidate.drop
+    return results
 
 
 def time_candidates(
     candidates: Mapping[str, Runner], feeds: Sequence[Mapping[str, np.ndarray]], *, batch: int, budget_s: float
 ) -> dict[str, LatencyStats]:
-    """Interleaved timing of every accepted candidate (and the fp32 baseline) in one run."""
+    """Interleaved timing of every candidate that ran (and the fp32 baseline) in one run."""
     return measure_interleaved(candidates, feeds, warmup=5, budget_s=budget_s, batch=batch)
+
+
+# ------------------------------------------------------------------------------------------ selection
 
 
 @dataclass(frozen=True)
@@ -132,24 +299,28 @@ class Selection:
     warnings: tuple[str, ...]
 
 
+def _closest(tried: Sequence[Candidate]) -> str:
+    judged = [c for c in tried if c.metrics is not None and c.metrics.drop is not None]
+    if judged:
+        best = min(judged, key=lambda c: c.drop)
+        unit = metric_unit(best.metrics.metric)  # type: ignore[union-attr]
+        kept = f" ({len(best.plan.keep_fp32)} node(s) kept in fp32)" if best.plan.keep_fp32 else ""
+        return (
+            f"the best configuration found was {best.label}{kept} with {best.metrics.metric} drop "  # type: ignore[union-attr]
+            f"{best.metrics.drop:.3g} {unit}"  # type: ignore[union-attr]
+        )
+    reasons = "; ".join(f"{c.label}: {c.reason}" for c in tried if c.reason)
+    return reasons or "no candidate could be built"
+
+
 def select(candidates: Sequence[Candidate], *, precision: str, force_precision: bool, max_drop: float) -> Selection:
     """The fastest accepted candidate of the requested precision, guarded against being slower than fp32."""
     accepted = [c for c in candidates if c.status in ("accepted", "baseline") and c.latency is not None]
     wanted = [c for c in accepted if precision == "auto" or c.plan.precision == precision]
     if not wanted:
         tried = [c for c in candidates if precision == "auto" or c.plan.precision == precision]
-        judged = [c for c in tried if c.metrics is not None and c.metrics.drop is not None]
-        if judged:
-            best = min(judged, key=lambda c: c.metrics.drop)  # type: ignore[union-attr]
-            detail = (
-                f"the closest was {best.plan.label or best.plan.precision} with {best.metrics.metric} drop "  # type: ignore[union-attr]
-                f"{best.metrics.drop:.3g}"  # type: ignore[union-attr]
-            )
-        else:
-            reasons = "; ".join(f"{c.plan.label or c.plan.precision}: {c.reason}" for c in tried if c.reason)
-            detail = reasons or "no candidate could be built"
         raise AccuracyBudgetExceeded(
-            f"no {precision} candidate stays within --max-drop {max_drop:g}: {detail}",
+            f"no {precision} candidate stays within --max-drop {max_drop:g}: {_closest(tried)}"
         )
     best = min(wanted, key=lambda c: c.latency.p50)  # type: ignore[union-attr]
     warnings: list[str] = []
@@ -157,15 +328,14 @@ def select(candidates: Sequence[Candidate], *, precision: str, force_precision: 
     if fp32 is not None and best is not fp32 and best.plan.precision != "fp32":
         ratio = best.latency.p50 / fp32.latency.p50  # type: ignore[union-attr]
         if ratio > SLOWER_MARGIN:
-            label = best.plan.label or best.plan.precision
             if force_precision:
                 warnings.append(
-                    f"{label} measured {ratio:.2f}x slower than fp32 on this device; shipping it because "
+                    f"{best.label} measured {ratio:.2f}x slower than fp32 on this device; shipping it because "
                     "--force-precision was given"
                 )
             else:
                 warnings.append(
-                    f"{label} measured {ratio:.2f}x slower than fp32 on this device; shipping fp32 instead "
+                    f"{best.label} measured {ratio:.2f}x slower than fp32 on this device; shipping fp32 instead "
                     "(use --force-precision to ship the slower model)"
                 )
                 best = fp32

@@ -7,7 +7,9 @@ leaves no directory behind.
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -16,19 +18,21 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.artifact import verify_artifact, write_artifact
-from edgeopt.candidates import Candidate, CandidateContext, Events, evaluate_plan, select, time_candidates
+from edgeopt.candidates import CandidateContext, Events, search_plans, select, time_candidates
 from edgeopt.data import load_dataset, synthetic_dataset
-from edgeopt.errors import DataError, ModelError, TargetError
+from edgeopt.errors import DataError, InputSpecError, ModelError, TargetError
 from edgeopt.graph import inspect_model, load_model
 from edgeopt.hardware import get_profile, host_profile
 from edgeopt.harness import profile_runner
 from edgeopt.manifest import build_manifest
-from edgeopt.metrics import run_outputs
+from edgeopt.metrics import FIDELITY_METRICS, METRICS, run_outputs
 from edgeopt.passes.batch import checked_batches
 from edgeopt.plugins import PluginManager, get_plugin_manager
 from edgeopt.reference import ReferenceRunner, batch_size_of, trim_labels
 from edgeopt.report import render_markdown
-from edgeopt.types import Dataset, DeviceProfile, Graph, ImportOptions, Runner, RunSettings, TargetInfo
+from edgeopt.report_html import HTML_NAME, render_html
+from edgeopt.search import open_cache, report_sensitivity, run_search, search_section, sensitivity_rows
+from edgeopt.types import Dataset, DeviceProfile, Graph, ImportOptions, RunSettings, TargetInfo
 
 log = logging.getLogger("edgeopt")
 
@@ -57,6 +61,11 @@ class DeployRequest:
     runs: int | None = None
     timing_s: float = 2.0
     threads: int | None = None
+    budget_s: float | None = None
+    """Wall-clock limit for the candidate search (compile, check, fallback); candidates not started in time
+    are listed as skipped. Timing (``timing_s`` per run) and profiling come on top. None: no limit."""
+    cache: bool = True
+    """Reuse compiled and evaluated candidates from the search cache (``edgeopt.search_cache``)."""
 
 
 @dataclass(frozen=True)
@@ -139,10 +148,25 @@ def _data(request: DeployRequest, graph: Graph, events: Events) -> tuple[Dataset
     return calib, evaluation, notes
 
 
+def _check_request(request: DeployRequest) -> None:
+    metric = request.metric
+    if isinstance(metric, str) and metric not in METRICS and metric not in FIDELITY_METRICS:
+        raise DataError(
+            f"unknown metric {metric!r}", hint=f"choose one of: {', '.join([*METRICS, *FIDELITY_METRICS])}"
+        )
+    if request.budget_s is not None and not (math.isfinite(request.budget_s) and request.budget_s > 0):
+        raise InputSpecError(f"--budget-s must be a positive number of seconds, got {request.budget_s}",
+                             hint="leave --budget-s unset for no limit")
+    if not math.isfinite(request.max_drop):
+        raise InputSpecError(f"--max-drop must be a finite number, got {request.max_drop}",
+                             hint="give the largest accepted drop in the metric's own units, e.g. 1.0")
+
+
 def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, events: Events | None = None) -> Deployment:
     """Deploy ``request.source`` to ``request.target`` and return the verified artifact."""
     events = events or LogEvents()
     pm = pm or get_plugin_manager()
+    _check_request(request)
     target = pm.target(request.target)
     if request.precision != "auto" and request.precision not in target.precisions:
         raise TargetError(
@@ -178,13 +202,14 @@ def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, event
         reference_outputs = run_outputs(reference, evaluation, batch=batch)
         reference.close()
 
-        plans = pm.plan(graph, target, device, request.precision)
+        began = time.monotonic()
+        plans = search_plans(pm, graph, target, device, request.precision, events)
         if not plans:
             raise TargetError(f"target {target.name!r} offered no plan for precision {request.precision!r}")
         baseline = (
             []
-            if any(p.precision == "fp32" for p in plans) or "fp32" not in target.precisions
-            else pm.plan(graph, target, device, "fp32")[:1]
+            if any(p.precision == "fp32" for p, _ in plans) or "fp32" not in target.precisions
+            else [(p, "baseline") for p in pm.plan(graph, target, device, "fp32")[:1]]
         )
         ctx = CandidateContext(
             pm=pm,
@@ -201,16 +226,12 @@ def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, event
             threads=request.threads,
             workdir=work,
             events=events,
+            cache=open_cache(request, graph, target, device, pm, calib, evaluation),
+            deadline=began + request.budget_s if request.budget_s is not None else None,
         )
-        candidates: list[Candidate] = []
-        runners: dict[int, Runner] = {}
-        for index, plan in enumerate([*baseline, *plans]):
-            candidate, runner = evaluate_plan(ctx, plan, index)
-            if plan in baseline and candidate.status == "accepted":
-                candidate = replace(candidate, status="baseline")
-            candidates.append(candidate)
-            if runner is not None:
-                runners[index] = runner
+        search = run_search(ctx, [*baseline, *plans], request.precision)
+        search_s = time.monotonic() - began
+        candidates, runners = search.candidates, search.runners
         try:
             if runners:
                 events.step(f"timing {len(runners)} candidate(s), interleaved")
@@ -223,8 +244,7 @@ def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, event
                 for i in runners:
                     candidates[i] = replace(candidates[i], latency=stats[str(i)])
         finally:
-            for r in runners.values():
-                r.close()
+            search.close()
         selection = select(
             candidates, precision=request.precision, force_precision=request.force_precision, max_drop=request.max_drop
         )
@@ -234,7 +254,8 @@ def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, event
         chosen = selection.chosen
         compiled = chosen.compiled
         assert compiled is not None
-
+        report_sensitivity(ctx, search, chosen)
+        search_s += search.analysis_s
         events.step(f"profiling {chosen.plan.label or chosen.plan.precision}")
         summary = inspect_model(load_model(graph))
         size_bytes = sum((compiled.directory / f).stat().st_size for f in compiled.files)
@@ -270,7 +291,12 @@ def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, event
             calibration=calib,
             evaluation=evaluation,
         )
+        manifest["search"] = search_section(request, ctx, search, chosen, search_s)
+        manifest["sensitivity"] = sensitivity_rows(search, chosen)
         events.step(f"writing the artifact to {out}")
         files = {f: compiled.directory / f for f in compiled.files}
-        path = write_artifact(out, files=files, manifest=manifest, report_md=render_markdown(manifest))
+        path = write_artifact(
+            out, files=files, manifest=manifest, report_md=render_markdown(manifest),
+            extra_text={HTML_NAME: render_html(manifest)},
+        )
     return Deployment(path=path, manifest=verify_artifact(path), warnings=tuple(warnings_))

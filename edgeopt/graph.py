@@ -13,6 +13,7 @@ because native code can crash on malformed input; the later steps only see a che
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -25,7 +26,7 @@ from google.protobuf.message import DecodeError
 from onnx import shape_inference, version_converter
 from onnx.external_data_helper import load_external_data_for_model
 
-from edgeopt.errors import InputSpecError, ModelError, UnsupportedModelError
+from edgeopt.errors import InputSpecError, ModelError, OutputPathError, UnsupportedModelError
 from edgeopt.graph_inspect import (
     GraphSummary,
     inspect_model,
@@ -145,9 +146,9 @@ def _is_large(model: onnx.ModelProto) -> bool:
 def _check(model: onnx.ModelProto, *, workdir: Path, what: str, worker: IsolatedWorker | None = None) -> None:
     """Full ``onnx.checker`` pass, in ``worker`` when given; large models are checked from a scratch copy."""
     if worker is not None:
-        large = _is_large(model)
-        source = str(_save(model, workdir / ".check", keep_data=True)) if large else model.SerializeToString()
-        worker.call("edgeopt.graph_safety:checker_probe", source, what, what="the ONNX checker")
+        worker.call(
+            "edgeopt.graph_safety:checker_probe", _serialized(model, workdir, ".check"), what, what="the ONNX checker"
+        )
         return
     try:
         if _is_large(model):
@@ -157,6 +158,11 @@ def _check(model: onnx.ModelProto, *, workdir: Path, what: str, worker: Isolated
             onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ModelError(f"{what} fails the ONNX checker: {_first_line(exc)}") from exc
+
+
+def _serialized(model: onnx.ModelProto, workdir: Path, scratch: str = ".probe") -> bytes | str:
+    """``model`` as bytes for the isolated worker, or the path of a scratch copy when it is too large for that."""
+    return str(_save(model, workdir / scratch, keep_data=True)) if _is_large(model) else model.SerializeToString()
 
 
 def _failing_op(model: onnx.ModelProto, target: int, exc: BaseException) -> str:
@@ -268,8 +274,9 @@ def _tempdir_in(directory: Path) -> Iterator[None]:
 
 
 def _simplify(model: onnx.ModelProto, *, options: ImportOptions, workdir: Path, notes: list[str]) -> onnx.ModelProto:
-    """onnxslim (constant folding, fusions); falls back to ``model`` with a note when it fails."""
-    check_fold_sizes(model, options=options)
+    """onnxslim (constant folding, fusions); falls back to ``model`` with a note when it fails.
+
+    ``check_fold_sizes`` must have passed on ``model``."""
     try:
         import onnxslim
 
@@ -305,24 +312,43 @@ def _save(model: onnx.ModelProto, directory: Path, *, keep_data: bool = False) -
     """Write ``directory/model.onnx`` (weights in ``model.onnx.data`` when large); return its path.
 
     Saving a large model moves its weights out of ``model``; ``keep_data`` reads them back in.
+    A full disk (or any OSError) is an OutputPathError naming ``directory``.
     """
-    directory.mkdir(parents=True, exist_ok=True)
     path, data = directory / MODEL_FILE, directory / DATA_FILE
-    data.unlink(missing_ok=True)
-    if _is_large(model):
-        onnx.save_model(
-            model,
-            str(path),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=DATA_FILE,
-            size_threshold=1024,
-        )
-        if keep_data:
-            load_external_data_for_model(model, str(directory))
-    else:
-        onnx.save_model(model, str(path))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        data.unlink(missing_ok=True)
+        if _is_large(model):
+            onnx.save_model(
+                model,
+                str(path),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=DATA_FILE,
+                size_threshold=1024,
+            )
+            if keep_data:
+                load_external_data_for_model(model, str(directory))
+        else:
+            onnx.save_model(model, str(path))
+    except OSError as exc:
+        raise _write_error(exc, directory) from exc
     return path
+
+
+def _write_error(exc: OSError, directory: Path) -> OutputPathError:
+    hints = {
+        errno.ENOSPC: "the disk is full: free some space, or set TMPDIR to a disk with room",
+        errno.EDQUOT: "the disk quota is exceeded: free some space, or set TMPDIR to a disk with room",
+        errno.EFBIG: "a file size limit (ulimit -f) stops the write: raise it, or free space for large models",
+        errno.EROFS: "the filesystem is read-only: set TMPDIR to a writable directory",
+        errno.EACCES: "permission denied: set TMPDIR to a directory you can write to",
+        errno.EPERM: "permission denied: set TMPDIR to a directory you can write to",
+    }
+    return OutputPathError(
+        f"cannot write the normalized model in {directory}: {exc.strerror or exc}",
+        hint=hints.get(exc.errno or 0, "set TMPDIR to a writable directory with free space"),
+    )
 
 
 def _fingerprint(path: Path) -> str:
@@ -378,11 +404,19 @@ def normalize(
     _check(work, workdir=workdir, what="the model", worker=worker)
     work = _upgrade_opset(work, options.opset)
     _fix_input_shapes(work, options, notes)
+    check_fold_sizes(work, options=options)  # before ONNX Runtime folds constants, in the worker or in onnxslim
     if options.simplify:
-        work = _simplify(work, options=options, workdir=workdir, notes=notes)
+        # onnxslim folds constants by running ONNX Runtime in this process: let ORT meet the model in
+        # the worker first (session creation folds constants too)
+        source = _serialized(work, workdir)
+        problem = worker.call("edgeopt.graph_safety:session_probe", source, "basic", what="ONNX Runtime")
+        if problem:
+            notes.append(f"ONNX Runtime cannot load the model ({problem}); kept it unsimplified")
+        else:
+            work = _simplify(work, options=options, workdir=workdir, notes=notes)
     work = _infer_shapes(work, workdir=workdir, notes=notes)
     path = _save(work, workdir)
-    for scratch in (".check", ".infer"):
+    for scratch in (".check", ".infer", ".probe"):
         shutil.rmtree(workdir / scratch, ignore_errors=True)
     note = worker.call(
         "edgeopt.graph_safety:runtime_probe", str(path), options.allow_custom_ops, what="the ONNX checker/runtime"

@@ -63,6 +63,11 @@ def _human(size: int) -> str:
     return f"{size} B"
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def parse_size(text: str, *, name: str) -> int:
     """``"4294967296"``, ``"4GiB"``, ``"512M"`` (binary) or ``"3GB"`` (decimal) as bytes.
 
@@ -226,7 +231,13 @@ def _check_sizes(model: onnx.ModelProto, options: ImportOptions) -> None:
         shape_tensor = shapes[node.input[0]]
         if shape_tensor.data_location == TensorProto.EXTERNAL:
             continue  # checked again once external data is read
-        dims = [int(d) for d in numpy_helper.to_array(shape_tensor).reshape(-1)]
+        try:
+            dims = [int(d) for d in numpy_helper.to_array(shape_tensor).reshape(-1)]
+        except Exception as exc:  # raw_data that does not fit its dims/type: numpy raises ValueError/TypeError
+            raise ModelError(
+                f"the shape tensor {shape_tensor.name or node.input[0]!r} of ConstantOfShape "
+                f"{node.name or node.output[0]!r} holds malformed data ({_first_line(exc)})"
+            ) from exc
         if any(d < 0 for d in dims):
             raise ModelError(f"ConstantOfShape {node.name or node.output[0]!r} has a negative shape {dims}")
         value = next((a.t for a in node.attribute if a.name == "value"), None)
@@ -241,13 +252,17 @@ def check_untrusted(model: onnx.ModelProto, *, options: ImportOptions) -> None:
     _check_sizes(model, options)
 
 
-def _data_path(location: str, base_dir: Path, tensor: str) -> Path:
+def _data_path(location: str | bytes, base_dir: Path, tensor: str) -> Path:
     """The file ``location`` names, refused unless it resolves inside ``base_dir``."""
+    if not isinstance(location, str):  # protobuf hands back bytes when the field is not valid UTF-8
+        raise UnsafeModelError(f"tensor {tensor!r} names an external data file that is not valid UTF-8: {location!r}")
     base = base_dir.resolve()
     outside = f"tensor {tensor!r} reads external data from {location!r}, outside the model's folder {base}"
     hint = "external data files must sit inside the model's own folder; copy them there (no links)"
     if not location:
         raise ModelError(f"tensor {tensor!r} is marked external but names no data file")
+    if any(ord(c) < 32 for c in location):
+        raise UnsafeModelError(f"tensor {tensor!r} names an external data file with control characters: {location!r}")
     parts = re.split(r"[\\/]", location)
     if location.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", location) or Path(location).is_absolute():
         raise UnsafeModelError(outside + " (absolute path)", hint=hint)
@@ -313,10 +328,13 @@ def load_external_data(model: onnx.ModelProto, *, base_dir: Path, options: Impor
 
 
 def check_fold_sizes(model: onnx.ModelProto, *, options: ImportOptions) -> None:
-    """Refuse (ResourceLimitError) when constant folding would create a tensor over the size limit.
+    """Refuse (ResourceLimitError) when folding constants, or running the model, would create a tensor
+    over the size limit.
 
     Follows which tensors are computable from constants alone (initializers, Constant nodes, Shape
-    of a static tensor) and checks their inferred sizes, without computing any of them.
+    of a static tensor) and checks their inferred sizes, without computing any of them; then every
+    other main-graph tensor whose inferred shape is static (an ``Expand`` of the input to a huge
+    constant shape allocates when the model first runs).
     """
     options = with_env_limits(options)
     types = infer_types(model)
@@ -328,28 +346,23 @@ def check_fold_sizes(model: onnx.ModelProto, *, options: ImportOptions) -> None:
 
     for node in model.graph.node:
         inputs = [name for name in node.input if name]
-        if node.op_type in _RANDOM_OPS or any(
+        skip = node.op_type in _RANDOM_OPS or any(
             a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
-        ):
-            continue
-        foldable = (node.op_type in ("Shape", "Size") and bool(inputs) and static(inputs[0])) or all(
-            name in constant for name in inputs
         )
-        if not foldable:
-            continue
-        constant.update(node.output)
+        foldable = not skip and (
+            (node.op_type in ("Shape", "Size") and bool(inputs) and static(inputs[0]))
+            or all(name in constant for name in inputs)
+        )
+        if foldable:
+            constant.update(node.output)
         for name in node.output:
             elem, dims = types.get(name, (0, None))
-            if dims is not None and all(isinstance(d, int) for d in dims):
-                _refuse_size(f"folding constants into {name!r}", nbytes(elem, math.prod(dims)), list(dims), options)
+            if name and dims is not None and all(isinstance(d, int) for d in dims):
+                what = f"folding constants into {name!r}" if foldable else f"tensor {name!r} ({node.op_type} output)"
+                _refuse_size(what, nbytes(elem, math.prod(dims)), list(dims), options)
 
 
 # ------------------------------------------------------------------------- probes for the isolated worker
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def checker_probe(source: bytes | str, what: str) -> None:
@@ -365,6 +378,28 @@ def checker_probe(source: bytes | str, what: str) -> None:
         raise ModelError(f"the ONNX checker cannot read {what}: {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
+def session_probe(source: bytes | str, level: str = "all") -> str | None:
+    """Create an ONNX Runtime CPU session over model bytes or a path; None when it loads, else why not.
+
+    ``level`` is the graph optimization level (``"basic"`` or ``"all"``); both fold constants, which
+    runs kernels on the model's own data. Meant for ``edgeopt.isolation``'s child process, where a
+    crash costs nothing; an error ONNX Runtime reports is returned, not raised.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if level == "basic" else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
+    try:
+        ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
+        return _first_line(exc)
+    return None
+
+
 def runtime_probe(path: str, allow_custom_ops: bool) -> str | None:
     """Full checker over the saved model at ``path``, then an ONNX Runtime CPU session over it.
 
@@ -373,18 +408,12 @@ def runtime_probe(path: str, allow_custom_ops: bool) -> str | None:
     note instead (the target's runtime may provide those ops).
     """
     checker_probe(path, "the normalized model")
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = 1
-    try:
-        ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
-        message = f"ONNX Runtime cannot load the normalized model: {_first_line(exc)}"
-        if allow_custom_ops:
-            return message + " (kept: custom ops were allowed)"
-        raise ModelError(
-            message, hint="the model may use an op ONNX Runtime does not implement; run `edgeopt inspect MODEL`"
-        ) from exc
-    return None
+    problem = session_probe(path)
+    if problem is None:
+        return None
+    message = f"ONNX Runtime cannot load the normalized model: {problem}"
+    if allow_custom_ops:
+        return message + " (kept: custom ops were allowed)"
+    raise ModelError(
+        message, hint="the model may use an op ONNX Runtime does not implement; run `edgeopt inspect MODEL`"
+    )

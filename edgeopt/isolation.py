@@ -118,18 +118,8 @@ class IsolatedWorker:
         self.starts += 1
 
     def close(self) -> None:
-        """Stop the child (closing its stdin lets it exit; killed if it lingers)."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()  # type: ignore[union-attr]
-            try:
-                proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            with contextlib.suppress(OSError):
-                proc.stdout.close()  # type: ignore[union-attr]
+        """Stop the child. Between calls it holds nothing worth a clean exit, so it is simply killed."""
+        self._discard()
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

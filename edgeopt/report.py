@@ -21,6 +21,8 @@ def render_markdown(manifest: Mapping[str, Any]) -> str:
         _summary(m),
         _latency(m),
         _candidates(m),
+        _search(m),
+        _sensitivity(m),
         _passes(m),
         _model(m),
         _environment(m),
@@ -303,6 +305,61 @@ def _candidates(m: Mapping[str, Any]) -> str:
     ]
     headers = ["candidate", "precision", "status", "p50 latency", "metric (drop)", "fidelity", "reason"]
     return "## Candidates measured\n\n" + _table(headers, rows)
+
+
+def _search(m: Mapping[str, Any]) -> str:
+    search = _get(m, "search")
+    if not isinstance(search, Mapping) or not search:
+        return ""
+    lines = []
+    if search.get("report_html"):
+        lines.append(f"Plots (latency vs quality, per-layer sensitivity): [{search['report_html']}]"
+                     f"({search['report_html']}).")
+    budget = _num(search.get("budget_s"))
+    cache = search.get("cache") if isinstance(search.get("cache"), Mapping) else {}
+    facts = [f"{search.get('evaluated', '?')} candidate(s) evaluated in {_fmt(search.get('elapsed_s'), 3)} s",
+             f"search budget {budget:g} s" if budget is not None else "no search budget"]
+    if cache.get("enabled"):
+        facts.append(f"{cache.get('hits', 0)} reused from the cache ({cache.get('timing') or 'timings re-measured'})")
+    else:
+        facts.append("cache off")
+    lines.append("- " + "; ".join(facts) + ".")
+    skipped = [str(s) for s in search.get("skipped") or []]
+    if skipped:
+        lines.append(f"- Skipped (search budget): {', '.join(_cell(s) for s in skipped)}.")
+    fb = search.get("fallback")
+    if isinstance(fb, Mapping):
+        units = search.get("units") or ""
+        steps = "; ".join(
+            f"{len(st.get('keep_fp32') or [])} node(s) in fp32 → {st.get('status')}"
+            + (f" (drop {_fmt(st.get('drop'), 3)} {units})" if _num(st.get("drop")) is not None else "")
+            for st in fb.get("steps") or [] if isinstance(st, Mapping)
+        )
+        state = "recovered" if fb.get("recovered") else "not recovered"
+        lines.append(f"- Mixed-precision fallback from {_cell(fb.get('base'))} "
+                     f"(drop {_fmt(fb.get('base_drop'), 3)} {units}): {steps or 'no step'}; {state}.")
+    for note in search.get("notes") or []:
+        lines.append(f"- {_cell(note)}")
+    return "## Search\n\n" + "\n".join(lines)
+
+
+def _sensitivity(m: Mapping[str, Any]) -> str:
+    rows = [r for r in m.get("sensitivity") or [] if isinstance(r, Mapping)]
+    if not rows:
+        return ""
+    info = _get(m, "search", "sensitivity")
+    head = ""
+    if isinstance(info, Mapping):
+        head = (f"Method `{info.get('method')}` on {_cell(info.get('candidate'))}, {info.get('samples', 0)} samples. "
+                "Contribution: SQNR of the noise each node adds (dB, lower is more sensitive).\n\n")
+    table = _table(
+        ["rank", "node", "op", "contribution (dB)", "output SQNR (dB)", "drop recovered", "kept in fp32"],
+        ([r.get("rank"), f"`{r.get('node')}`", r.get("op_type"), _fmt(r.get("contribution_db")),
+          _fmt(r.get("sqnr_db")), _fmt(r.get("drop_gain")) if r.get("drop_gain") is not None else "",
+          "yes" if r.get("kept_fp32") else ""] for r in rows[:20]),
+    )
+    more = f"\n\n({len(rows) - 20} more in manifest.json)" if len(rows) > 20 else ""
+    return "## Per-layer sensitivity\n\n" + head + table + more
 
 
 def _candidate_metric(c: Mapping[str, Any]) -> str:

@@ -4,10 +4,11 @@ Two methods, chosen by what the candidate's model file is:
 
 - ``activation-sqnr`` (ONNX candidates, e.g. QDQ int8): copies of the fp32 normalized graph and of the
   candidate expose each weighted node's output (and data input) as extra graph outputs — ONNX Runtime
-  keeps the original tensor names — and both run on a few evaluation samples with graph optimizations
-  off. For node *n*, the relative noise power ``r = Σ(cand−ref)² / Σref²`` of its output minus that of
-  the input it reads gives the noise *n* itself adds (its own input, weight and arithmetic
-  quantization); ``contribution_db = −10·log10(that)`` (lower is more sensitive) ranks the nodes.
+  keeps the original tensor names — and both run on a few evaluation samples (basic graph optimizations
+  only: no QDQ fusion; at most ``TIME_LIMIT_S`` of runs). For node *n*, the relative noise power
+  ``r = Σ(cand−ref)² / Σref²`` of its output minus that of the input it reads gives the noise *n*
+  itself adds (its own input, weight and arithmetic quantization); ``contribution_db = −10·log10(that)``
+  (lower is more sensitive) ranks the nodes.
 - ``leave-one-fp32`` (other model formats): a cheap prior (int8 rounding error of each node's weights)
   picks the ``top_k`` nodes, each is re-compiled alone in fp32 and the metric drop re-measured; the
   ones whose drop improves most rank first.
@@ -18,6 +19,7 @@ The result is plain data (``SensitivityReport``) that goes into the manifest's `
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,8 +32,10 @@ WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 """Op types whose precision a target can choose per node (what ``keep_fp32`` can name)."""
 PASS_THROUGH = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "Identity", "BatchNormalization", "Add", "Mul")
 """Ops followed (first input only) when a node's own output name no longer exists in the candidate."""
-SAMPLES = 16
+SAMPLES = 8
 """Evaluation samples the activation method runs on."""
+TIME_LIMIT_S = 5.0
+"""The activation method stops adding samples after this long (two batches at least)."""
 MAX_BYTES = 2 * 1024**3 - 1
 """Models at least this large cannot be copied in memory with extra outputs; the method is skipped."""
 _FLOOR = 1e-12
@@ -148,28 +152,61 @@ def _with_outputs(model, names: Sequence[str]) -> bytes:  # noqa: ANN001 - onnx.
     return model.SerializeToString()
 
 
-def _run(model_bytes: bytes, feeds: list[dict[str, np.ndarray]], names: Sequence[str]) -> dict[str, np.ndarray]:
+def _session(model_bytes: bytes):  # noqa: ANN202 - onnxruntime.InferenceSession
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # no QDQ fusion (extended)
     options.log_severity_level = 3
-    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    wanted = list(dict.fromkeys(names))
-    runs = [session.run(wanted, f) for f in feeds]
-    return {n: np.concatenate([np.asarray(r[i], dtype=np.float64).reshape(1, -1) for r in runs]) for i, n in
-            enumerate(wanted)}
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def _dequantized(model) -> dict[str, str]:  # noqa: ANN001 - onnx.ModelProto
-    """``tensor -> DequantizeLinear(QuantizeLinear(tensor))`` output: the value the next node reads. ORT drops a
-    Relu/Clip before a QuantizeLinear (the range clips), so only this value is comparable with fp32's."""
+def _noise_powers(
+    ref_model: bytes, cand_model: bytes, feeds: list[dict[str, np.ndarray]], pairs: Sequence[tuple[str, str]],
+    *, time_limit_s: float,
+) -> tuple[dict[str, float], int]:
+    """Relative noise power ``Σ(cand−ref)² / Σref²`` of each ``(fp32 tensor, candidate tensor)`` pair, summed
+    feed by feed (nothing but the sums is kept). Stops early past ``time_limit_s`` once two feeds ran."""
+    ref, cand = _session(ref_model), _session(cand_model)
+    ref_names, cand_names = [a for a, _ in pairs], [b for _, b in pairs]
+    signal, noise = np.zeros(len(pairs)), np.zeros(len(pairs))
+    began, used = time.monotonic(), 0
+    for n, feed in enumerate(feeds):
+        if n >= 2 and time.monotonic() - began > time_limit_s:
+            break
+        for i, (r, c) in enumerate(zip(ref.run(ref_names, feed), cand.run(cand_names, feed), strict=True)):
+            r64 = np.asarray(r, dtype=np.float64)
+            signal[i] += float(np.vdot(r64, r64))
+            d = r64 - np.asarray(c, dtype=np.float64)
+            noise[i] += float(np.vdot(d, d))
+        used += len(next(iter(feed.values())))
+    return {a: noise[i] / max(signal[i], _FLOOR) for i, (a, _) in enumerate(pairs)}, used
+
+
+def _comparable(g: _Graph, model) -> dict[str, str]:  # noqa: ANN001 - onnx.ModelProto
+    """For tensors whose candidate value differs in meaning from fp32's, the candidate tensor to compare instead.
+
+    ORT drops a Relu/Clip in front of a QuantizeLinear (the quantized range clips instead), so the value the
+    next node reads is ``DequantizeLinear(QuantizeLinear(t))``; where a target put a float copy of that
+    activation back (a node kept in fp32), its output is the comparable value."""
     producer = {out: n for n in model.graph.node for out in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
     alias: dict[str, str] = {}
     for n in model.graph.node:
         q = producer.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
         if q is not None and q.op_type == "QuantizeLinear":
             alias.setdefault(q.input[0], n.output[0])
+    for tensor, made in g.producer.items():
+        if tensor in alias or made.op_type not in ("Relu", "Clip"):
+            continue
+        now = producer.get(tensor)
+        if now is not None and now.op_type != made.op_type:
+            copy = next((c for c in consumers.get(tensor, []) if c.op_type == made.op_type), None)
+            if copy is not None:
+                alias[tensor] = copy.output[0]
     return alias
 
 
@@ -179,14 +216,15 @@ def _noise(ref: np.ndarray, cand: np.ndarray) -> float:
 
 
 def _db(relative_noise: float) -> float:
-    return round(-10.0 * math.log10(max(relative_noise, _FLOOR)), 2)
+    return round(-10.0 * math.log10(max(relative_noise, _FLOOR)), 2) + 0.0
 
 
 def activation_sensitivity(
     graph_path: Path, candidate_path: Path, dataset: Dataset, *, batch: int, label: str, samples: int = SAMPLES,
-    keep_fp32: Sequence[str] = (),
+    keep_fp32: Sequence[str] = (), time_limit_s: float = TIME_LIMIT_S,
 ) -> SensitivityReport:
-    """Rank the weighted nodes of ``graph_path`` by the noise each adds in the ONNX model ``candidate_path``."""
+    """Rank the weighted nodes of ``graph_path`` by the noise each adds in the ONNX model ``candidate_path``,
+    on up to ``samples`` evaluation samples (fewer, but at least two batches, past ``time_limit_s``)."""
     import onnx
 
     for p in (graph_path, candidate_path):
@@ -208,23 +246,21 @@ def activation_sensitivity(
     if not pairs:
         return SensitivityReport(label, "skipped", 0, notes=(*notes, "no weighted node could be compared"))
     names = sorted({t for _, _, out, inp in pairs for t in (out, inp) if t})
-    alias = _dequantized(cand_model)
+    alias = _comparable(g, cand_model)
     cand_names = [alias.get(t, t) for t in names]
     feeds = Dataset({k: v[: max(samples, batch)] for k, v in dataset.arrays.items()}).batches(batch)
-    ref = _run(_with_outputs(ref_model, names), feeds, names)
-    seen = _run(_with_outputs(cand_model, cand_names), feeds, cand_names)
-    cand = {t: seen[alias.get(t, t)] for t in names}
+    noise, used = _noise_powers(_with_outputs(ref_model, names), _with_outputs(cand_model, cand_names), feeds,
+                                list(zip(names, cand_names, strict=True)), time_limit_s=time_limit_s)
     rows = []
     for name, op, out, inp in pairs:
-        r_out = _noise(ref[out], cand[out])
-        r_in = _noise(ref[inp], cand[inp]) if inp else 0.0
+        r_out = noise[out]
+        r_in = noise[inp] if inp else 0.0
         rows.append((name, op, out, max(r_out - r_in, 0.0), r_out))
     rows.sort(key=lambda r: -r[3])
     nodes = tuple(
         NodeSensitivity(name, op, rank, _db(own), _db(acc), kept_fp32=name in keep_fp32, tensor=out)
         for rank, (name, op, out, own, acc) in enumerate(rows, 1)
     )
-    used = sum(len(next(iter(f.values()))) for f in feeds)
     return SensitivityReport(label, "activation-sqnr", used, nodes, tuple(notes))
 
 

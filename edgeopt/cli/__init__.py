@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from edgeopt.cli import artifact_commands, deploy_command, info_commands
+from edgeopt.cli import artifact_commands, deploy_command, info_commands, plugin_commands
 from edgeopt.errors import EdgeoptError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 deploy_command.register(app)
 artifact_commands.register(app)
 info_commands.register(app)
+plugin_commands.register(app)
 
 
 def _add_plugin_commands() -> None:

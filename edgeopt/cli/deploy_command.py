@@ -42,6 +42,8 @@ def summary(deployment) -> dict:  # noqa: ANN001 - a Deployment
         "warnings": m["warnings"],
         "graph": {"fingerprint": m["graph"]["fingerprint"], "opset": m["graph"]["opset"]},
         "source": m["source"],
+        "search": m.get("search"),
+        "sensitivity": m.get("sensitivity"),
     }
 
 
@@ -56,8 +58,16 @@ def deploy(
     ] = "auto",
     calib: Annotated[Path | None, typer.Option(help="Calibration data: .npz or an image folder")] = None,
     eval_: Annotated[Path | None, typer.Option("--eval", help="Evaluation data (.npz with optional 'labels')")] = None,
-    max_drop: Annotated[float, typer.Option(help="Largest accepted drop of the metric, in its own units")] = 1.0,
-    metric: Annotated[str | None, typer.Option(help="accuracy, top5, f1_macro, mse, ... (default: inferred)")] = None,
+    max_drop: Annotated[
+        float, typer.Option(help="Largest accepted drop of the metric, in its own units (points for accuracy)")
+    ] = 1.0,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="accuracy, top5, precision_macro, recall_macro, f1_macro, mse, mae, r2, fidelity:top1_agreement, "
+            "fidelity:cosine (default: inferred)"
+        ),
+    ] = None,
     input_shape: Annotated[list[str] | None, typer.Option(help="NAME=1x3x224x224, or DIMS for a single input")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes to profile, e.g. 1,4,8")] = "1",
     slo_ms: Annotated[float | None, typer.Option(help="Latency SLO: pick the largest batch whose p90 meets it")] = None,
@@ -70,6 +80,13 @@ def deploy(
     runs: Annotated[int | None, typer.Option(help="Timed runs per configuration (default: by time budget)")] = None,
     timing_s: Annotated[float, typer.Option(help="Seconds of timing per candidate and batch")] = 2.0,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads (default: the plan's choice)")] = None,
+    budget_s: Annotated[
+        float | None,
+        typer.Option(help="Time limit in seconds for the whole candidate search; candidates not reached are skipped"),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Compile and evaluate every candidate afresh (ignore the search cache)")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
 ) -> None:
     """Optimize MODEL for a target, check its accuracy, profile it, and write a verified artifact."""
@@ -97,6 +114,8 @@ def deploy(
             runs=runs,
             timing_s=timing_s,
             threads=threads,
+            budget_s=budget_s,
+            cache=not no_cache,
             events=events,
         )
     if as_json:
@@ -108,17 +127,42 @@ def deploy(
     console.print(profile_table(m["profile"], title=f"Profile of the chosen model on {m['device']['name']}"))
     print_profile_extras(console, m["profile"])
     metrics = m["metrics"]
+    unit = metrics.get("units") or "metric units"
     console.print(
-        f"{metrics['metric']}: original {fmt_num(metrics.get('reference'))}, deployed "
-        f"{fmt_num(metrics.get('candidate'))}, drop {fmt_num(metrics.get('drop'), 3)} (budget {metrics['max_drop']:g})"
+        f"{metrics['metric']} ({unit}): original {fmt_num(metrics.get('reference'))}, deployed "
+        f"{fmt_num(metrics.get('candidate'))}, drop {fmt_num(metrics.get('drop'), 3)} {unit} "
+        f"(budget --max-drop {metrics['max_drop']:g} {unit})"
     )
+    print_search(console, m)
     fid = metrics.get("fidelity") or {}
     if fid:
         console.print("fidelity to the original: " + ", ".join(f"{k} {fmt_num(v)}" for k, v in fid.items()))
     console.print(
         f"[bold green]deployed[/] {m['plan']['label'] or m['plan']['precision']} → {deployment.path} "
-        f"({fmt_bytes(m['profile'].get('size_bytes'))}, verified)"
+        f"({fmt_bytes(m['profile'].get('size_bytes'))}, verified; plots in {deployment.path / 'report.html'})"
     )
+
+
+def print_search(console: Console, m: dict) -> None:
+    """One line on the search (cache, budget, fallback) and the most sensitive nodes."""
+    search = m.get("search") or {}
+    if search:
+        cache = search.get("cache") or {}
+        skipped = search.get("skipped") or []
+        console.print(
+            f"search: {search.get('evaluated')} candidate(s) in {fmt_num(search.get('elapsed_s'), 3)} s, "
+            f"{cache.get('hits', 0)} reused from the cache"
+            + (f", {len(skipped)} skipped: search budget" if skipped else "")
+            + ("" if cache.get("enabled") else " (cache off)")
+        )
+        fallback = search.get("fallback")
+        if fallback:
+            state = "recovered" if fallback.get("recovered") else "not recovered"
+            console.print(f"fallback from {fallback['base']}: {len(fallback.get('steps') or [])} step(s), {state}")
+    rows = m.get("sensitivity") or []
+    if rows:
+        top = ", ".join(f"{r['node']} ({fmt_num(r.get('contribution_db'), 3)} dB)" for r in rows[:3])
+        console.print(f"most sensitive layers: {top}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,5 @@
-"""``edgeopt inspect``, ``targets``, ``devices``, ``plugins``: what is there, without changing anything."""
+"""``edgeopt inspect``, ``targets``, ``devices``: what is there, without changing anything (``plugins`` is in
+``plugin_commands``)."""
 
 from __future__ import annotations
 
@@ -89,28 +90,7 @@ def devices(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     Console().print(table)
 
 
-def plugins(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Loaded plugins with version and status; broken ones with their error."""
-    from edgeopt.api import plugins as sdk_plugins
-
-    found = sdk_plugins()
-    if as_json:
-        _echo_json([asdict(p) for p in found])
-        return
-    table = Table("plugin", "version", "status", "hooks / error")
-    for p in found:
-        status = "[green]ok[/]" if p.status == "ok" else "[red]broken[/]"
-        table.add_row(
-            p.name + (" (builtin)" if p.builtin else ""),
-            p.version,
-            status,
-            ", ".join(p.hooks) if p.status == "ok" else p.error,
-        )
-    Console().print(table)
-
-
 def register(app: typer.Typer) -> None:
     app.command()(inspect)
     app.command()(targets)
     app.command()(devices)
-    app.command()(plugins)

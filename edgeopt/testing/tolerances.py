@@ -59,18 +59,29 @@ def relative_error(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float(np.max(np.abs(cand - ref))) / (scale if scale > 0 else 1.0)
 
 
-def compare_outputs(
-    reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], *, names: Sequence[str], tolerance: float
+def compare_runs(
+    reference: Sequence[Sequence[np.ndarray]],
+    candidate: Sequence[Sequence[np.ndarray]],
+    *,
+    names: Sequence[str],
+    tolerance: float,
 ) -> list[str]:
-    """Problems with ``candidate`` against ``reference`` (count, order, shapes, error); empty when it matches."""
-    if len(candidate) != len(reference):
-        return [f"returned {len(candidate)} outputs, the graph has {len(reference)} ({', '.join(names)})"]
+    """Problems with several runs of a candidate against the reference's runs on the same feeds.
+
+    Every run must return as many outputs as the graph has, each shaped like the reference's; the
+    error is then ``relative_error`` over each output stacked across runs. Empty when it matches.
+    """
+    for index, (ref_run, cand_run) in enumerate(zip(reference, candidate, strict=True)):
+        if len(cand_run) != len(ref_run):
+            return [f"run {index} returned {len(cand_run)} outputs, the graph has {len(ref_run)} ({', '.join(names)})"]
+        for name, ref, cand in zip(names, ref_run, cand_run, strict=True):
+            if np.shape(cand) != np.shape(ref):
+                got, want = list(np.shape(cand)), list(np.shape(ref))
+                return [f"run {index}: output {name!r} has shape {got}, the reference {want}"]
     problems = []
-    for name, ref, cand in zip(names, reference, candidate, strict=True):
-        cand = np.asarray(cand)
-        if cand.shape != ref.shape:
-            problems.append(f"output {name!r} has shape {list(cand.shape)}, the reference {list(ref.shape)}")
-            continue
+    for j, name in enumerate(names):
+        ref = np.concatenate([np.asarray(run[j]).reshape(-1) for run in reference])
+        cand = np.concatenate([np.asarray(run[j]).reshape(-1) for run in candidate])
         error = relative_error(ref, cand)
         if not error <= tolerance:
             problems.append(f"output {name!r} differs from the reference by {error:.3g} (tolerance {tolerance:g})")
