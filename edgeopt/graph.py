@@ -414,6 +414,7 @@ def normalize(
             notes.append(f"ONNX Runtime cannot load the model ({problem}); kept it unsimplified")
         else:
             work = _simplify(work, options=options, workdir=workdir, notes=notes)
+    _name_nodes(work)
     work = _infer_shapes(work, workdir=workdir, notes=notes)
     path = _save(work, workdir)
     for scratch in (".check", ".infer", ".probe"):
@@ -447,3 +448,16 @@ def load_model(graph: Graph) -> onnx.ModelProto:
             hint="import the model again; never edit files in a work directory",
         )
     return onnx.load(str(path), load_external_data=True)
+
+
+def _name_nodes(model: onnx.ModelProto) -> None:
+    """Give every unnamed node a unique name: passes and fallbacks address nodes by name."""
+    taken = {n.name for n in model.graph.node if n.name}
+    counter = 0
+    for node in model.graph.node:
+        if node.name:
+            continue
+        while f"{node.op_type}_{counter}" in taken:
+            counter += 1
+        node.name = f"{node.op_type}_{counter}"
+        taken.add(node.name)

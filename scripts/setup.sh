@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (Python 3.11+) and install edgeopt, its first-party CPU plugin and the example/test extras.
+# Create .venv (Python 3.11+) and install edgeopt, its first-party plugins, the ncnn example plugin and the
+# example/test extras.
 # torch is installed first at the exact CPU version this machine image carries (any other spec pulls a CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,4 +12,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-"$VENV/bin/python" -m pip install -q -e ".[dev]" -e plugins/edgeopt-cpu "$@"
+# Every first-party plugin is its own distribution; the ncnn example is a third-party-style one.
+"$VENV/bin/python" -m pip install -q -e ".[dev]" -e plugins/edgeopt-cpu -e plugins/edgeopt-openvino \
+  -e plugins/edgeopt-cuda -e examples/edgeopt-ncnn "$@"

@@ -101,8 +101,8 @@ class StaticInt8Options(_Params):
     max_calibration_samples: int | None = None
     """Use at most this many calibration samples; None uses all of them."""
     float_outputs: bool = True
-    """Leave weightless ops that produce graph outputs (a final Softmax, Sigmoid, Add...) in float: quantizing
-    them gains no speed and rounds the outputs to 8 bits (probabilities to multiples of 1/256)."""
+    """Leave the weightless tail of the graph (a final Softmax, Reshape, Sigmoid... up to the last weighted op) in
+    float: quantizing it gains no speed and rounds the outputs to 8 bits (probabilities to multiples of 1/256)."""
 
     def __post_init__(self) -> None:
         _check_choice("activation_type", self.activation_type, ("uint8", "int8"))
@@ -196,9 +196,26 @@ def _quantizable(model: onnx.ModelProto, op_types: tuple[str, ...], exclude: tup
 
 
 def _output_ops(model: onnx.ModelProto) -> list[str]:
-    """Names of the weightless nodes that produce graph outputs."""
+    """Names of the weightless nodes in the graph's tail: every path from them reaches a graph output
+    without passing a weighted op (a final Softmax followed by a Reshape, say)."""
     outputs = {o.name for o in model.graph.output}
-    return [n.name for n in model.graph.node if n.name and n.op_type not in WEIGHTED_OPS and set(n.output) & outputs]
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    tail: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for node in model.graph.node:
+            if id(node) in tail or not node.name or node.op_type in WEIGHTED_OPS:
+                continue
+            uses = [c for out in node.output for c in consumers.get(out, [])]
+            reaches_output = bool(set(node.output) & outputs)
+            if (reaches_output or uses) and all(id(c) in tail for c in uses):
+                tail.add(id(node))
+                changed = True
+    return [n.name for n in model.graph.node if id(n) in tail]
 
 
 def _quantized_static(model: onnx.ModelProto) -> Counter[str]:
