@@ -5,9 +5,10 @@ any ModelProto into the Graph invariants of ``edgeopt.types.Graph``: initializer
 inputs, full ``onnx.checker`` pass, ai.onnx opset >= ``options.opset``, static input shapes,
 simplified (onnxslim), shapes inferred, written to ``workdir/model.onnx`` and fingerprinted.
 
-The checker pass over the caller's model and the final probe (checker plus a first ONNX Runtime
-session over the written model) run in one ``edgeopt.isolation`` worker process per ``normalize``,
-because native code can crash on malformed input; the later steps only see a checked model.
+Native code can crash on a malformed model, so three steps run in one ``edgeopt.isolation`` worker
+process per ``normalize``: the checker pass over the caller's model, an ONNX Runtime session over the
+model onnxslim is about to fold (onnxslim runs ORT in this process), and the final probe (checker
+plus a session) over the written model. The steps in this process only see a checked model.
 """
 
 from __future__ import annotations
@@ -276,7 +277,8 @@ def _tempdir_in(directory: Path) -> Iterator[None]:
 def _simplify(model: onnx.ModelProto, *, options: ImportOptions, workdir: Path, notes: list[str]) -> onnx.ModelProto:
     """onnxslim (constant folding, fusions); falls back to ``model`` with a note when it fails.
 
-    ``check_fold_sizes`` must have passed on ``model``."""
+    ``check_fold_sizes`` must have passed on ``model``.
+    """
     try:
         import onnxslim
 

@@ -3,8 +3,8 @@
 Every check here reads only what the protobuf already holds (dims, attributes, small shape
 tensors) so a hostile model is refused before anything large is allocated. External data is read
 only from regular files inside the model's own folder. Archives are never unpacked. The probes at
-the end (``checker_probe``, ``runtime_probe``) are meant to run in ``edgeopt.isolation``'s child
-process, because native code may crash on a malformed model.
+the end (``checker_probe``, ``session_probe``, ``runtime_probe``) are meant to run in
+``edgeopt.isolation``'s child process, because native code may crash on a malformed model.
 
 Limits: ``ImportOptions.max_tensor_bytes`` per tensor; ``EDGEOPT_MAX_TENSOR_BYTES`` replaces it when
 the options keep the default; ``EDGEOPT_MAX_MODEL_BYTES`` caps all external data read for one model.

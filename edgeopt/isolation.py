@@ -108,7 +108,9 @@ class IsolatedWorker:
         paths = [p for p in sys.path if p] + [env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(paths).rstrip(os.pathsep)
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "edgeopt.isolation", ",".join(self.preload)],
+            # -P: the current directory (often the downloaded model's) is not put on the child's sys.path,
+            # so an onnx.py planted next to a model is never imported
+            [sys.executable, "-P", "-m", "edgeopt.isolation", ",".join(self.preload)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,

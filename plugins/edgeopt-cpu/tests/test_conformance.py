@@ -1,0 +1,9 @@
+"""The ``cpu`` target against edgeopt's conformance suite, loaded through its installed entry point."""
+
+from __future__ import annotations
+
+from edgeopt.testing import ConformanceSuite
+
+
+class TestCpuConformance(ConformanceSuite):
+    target = "cpu"
