@@ -23,8 +23,9 @@ from edgeopt.data import load_dataset, synthetic_dataset
 from edgeopt.errors import DataError, InputSpecError, ModelError, TargetError
 from edgeopt.graph import inspect_model, load_model
 from edgeopt.hardware import get_profile, host_profile
-from edgeopt.harness import profile_runner
+from edgeopt.harness import peak_memory, profile_runner
 from edgeopt.manifest import build_manifest
+from edgeopt.memory import measure_memory
 from edgeopt.metrics import FIDELITY_METRICS, METRICS, run_outputs
 from edgeopt.passes.batch import checked_batches
 from edgeopt.plugins import PluginManager, get_plugin_manager
@@ -276,7 +277,16 @@ def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, event
             flops=summary.flops,
             bytes_moved=summary.weight_bytes + summary.activation_bytes,
             precision=chosen.plan.precision,
+            measure_memory=False,
         )
+        memory_feeds = feeds_for_batch(evaluation, min(request.batches))
+        settings = RunSettings(batch=min(request.batches), threads=request.threads)
+        try:
+            memory = measure_memory(compiled, target, device, settings, memory_feeds)
+        except Exception as exc:  # e.g. a plugin registered only in this process: measure here, say so
+            events.warn(f"memory measured in this process (a fresh process could not load the target: {exc})")
+            memory = peak_memory(lambda: pm.runner(compiled, target, device, settings), memory_feeds)
+        profile = replace(profile, memory=memory)
         manifest = build_manifest(
             request=request,
             graph=graph,

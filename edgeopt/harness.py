@@ -292,6 +292,7 @@ def peak_memory(load: Callable[[], Runner], feeds: Sequence[Feeds], *, runs: int
     maxrss_after = _maxrss_bytes()
     if maxrss_after > maxrss_before and maxrss_after > peak:
         peak, method = maxrss_after, "rss-sampled+ru_maxrss"
+    peak = max(peak, after_load)  # RSS can drop between the reading after load and the sampler's next tick
     return MemoryStats(load_bytes=max(0, after_load - before), peak_bytes=max(0, peak - before), method=method)
 
 
