@@ -73,7 +73,7 @@ def write_artifact(
     given = out
     out = Path(os.path.abspath(out))
     entries = _plan_entries(files, dict(extra_text or {}))
-    replace = _check_destination(out)
+    replace = check_destination(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         _clean_stale(out)
@@ -145,7 +145,7 @@ def _check_relname(rel: str) -> str:
     return "/".join(parts)
 
 
-def _check_destination(out: Path) -> bool:
+def check_destination(out: Path) -> bool:
     """Return True when ``out`` holds something we may replace; raise when it holds user files."""
     if out.is_symlink():
         raise OutputPathError(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeopt.artifact import verify_artifact, write_artifact
+from edgeopt.artifact import check_destination, verify_artifact, write_artifact
 from edgeopt.candidates import CandidateContext, Events, search_plans, select, time_candidates
 from edgeopt.data import load_dataset, synthetic_dataset
 from edgeopt.errors import DataError, InputSpecError, ModelError, TargetError
@@ -176,6 +176,7 @@ def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, event
         )
     device = resolve_device(request.device, target)
     out = Path(request.out) if request.out else default_out(request.source, target.name)
+    check_destination(out)  # fail before the work, not after it: user files at --out are never replaced
     warnings_: list[str] = []
 
     with tempfile.TemporaryDirectory(prefix="edgeopt-") as tmp:

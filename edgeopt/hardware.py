@@ -30,8 +30,17 @@ KINDS = ("cpu", "gpu", "npu", "tpu")
 DEFAULTS_BY_KIND = {"cpu": HOST, "gpu": "nvidia-h100", "tpu": "coral-edgetpu-usb"}
 """Profile used for a device kind when the user names none."""
 
-_REQUIRED = ("schema_version", "name", "kind", "description", "peak_ops", "memory_bandwidth",
-             "idle_power_w", "active_power_w", "sources")
+_REQUIRED = (
+    "schema_version",
+    "name",
+    "kind",
+    "description",
+    "peak_ops",
+    "memory_bandwidth",
+    "idle_power_w",
+    "active_power_w",
+    "sources",
+)
 _OPTIONAL = ("isa", "cores")
 _VNNI_FLAGS = ("avx512_vnni", "amx_tile", "amx_int8")
 _ARM_FLAGS = ("neon", "asimd")
@@ -130,7 +139,8 @@ def load_profile(path: Path) -> DeviceProfile:
     except OSError as exc:
         raise DeviceError(f"cannot read device profile {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise DeviceError(f"device profile {path} is not valid YAML: {exc}", hint="fix the YAML syntax") from None
+        reason = " ".join(str(exc).split())
+        raise DeviceError(f"device profile {path} is not valid YAML: {reason}", hint="fix the YAML syntax") from None
     if not isinstance(data, dict):
         raise _fail(path, "<top level>", "must be a mapping of fields")
     return _validate(path, data)
@@ -219,8 +229,10 @@ def host_profile() -> DeviceProfile:
     base = get_profile(base_name)
     ratio = cores / (base.cores or cores)
     scaled = f"scaled from {base_name} by detected cores ({cores}/{base.cores})"
-    sources = {key: f"{scaled}: {text}" if key.startswith("peak_ops.") else f"from {base_name}: {text}"
-               for key, text in base.sources.items()}
+    sources = {
+        key: f"{scaled}: {text}" if key.startswith("peak_ops.") else f"from {base_name}: {text}"
+        for key, text in base.sources.items()
+    }
     sources["isa"] = "detected on this machine (edgeopt.hostinfo.cpu_isa)"
     sources["cores"] = "detected on this machine (edgeopt.hostinfo.physical_cores)"
     cpu = hostinfo.cpu_name()
@@ -246,8 +258,7 @@ def peak_ops_for(device: DeviceProfile, precision: str) -> tuple[str, float]:
         if candidate in device.peak_ops:
             return candidate, float(device.peak_ops[candidate])
     raise DeviceError(
-        f"device {device.name!r} has no peak ops for {precision!r} nor fp32 "
-        f"(it has: {', '.join(device.peak_ops)})",
+        f"device {device.name!r} has no peak ops for {precision!r} nor fp32 (it has: {', '.join(device.peak_ops)})",
         hint="use a precision the device supports, or add it to the profile's peak_ops",
     )
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from edgeopt.graph import load_onnx, normalize, sha256_file
+from edgeopt.graph_safety import ARCHIVE_SUFFIXES
 from edgeopt.plugins import hookimpl
 from edgeopt.types import Graph, ImportOptions
 
@@ -13,8 +14,12 @@ EDGEOPT_HOOK_API = 1
 
 
 def is_onnx_path(source: object) -> bool:
-    """True for a str or path-like whose name ends in ``.onnx`` (case-insensitive)."""
-    return isinstance(source, str | os.PathLike) and os.fspath(source).lower().endswith(".onnx")
+    """True for a str or path-like whose name ends in ``.onnx``, or in an archive suffix, which
+    ``load_onnx`` then refuses with its own clear message (case-insensitive)."""
+    if not isinstance(source, str | os.PathLike):
+        return False
+    name = os.fspath(source).lower()
+    return name.endswith(".onnx") or name.endswith(ARCHIVE_SUFFIXES)
 
 
 @hookimpl

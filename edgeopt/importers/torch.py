@@ -122,7 +122,7 @@ def _read_weights(path: Path, options: ImportOptions) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):
+        if "unsupported global" not in str(exc).lower():
             raise ModelError(f"{path} is not a readable torch checkpoint") from exc
         if not options.trust_pickle:
             raise UnsafeModelError(
