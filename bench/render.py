@@ -85,6 +85,9 @@ def _details(result: Mapping[str, Any]) -> list[str]:
         notes = [*facts, *row.get("notes", [])]
         if notes:
             lines.append(f"- **{name}**: " + " · ".join(n.replace("\n", " ") for n in notes))
+    checked = [n for n, r in result["runtimes"].items() if "litter_in_cwd" in r.get("details", {})]
+    if checked and not any(result["runtimes"][n]["details"]["litter_in_cwd"] for n in checked):
+        lines.append(f"- files left in the working directory by {', '.join(checked)}: none")
     for name, failure in result.get("failures", {}).items():
         hint = f" (hint: {failure['hint']})" if failure.get("hint") else ""
         lines.append(f"- **{name} FAILED** after {failure['build_s']:.1f} s: `{failure['error']}`{hint}")

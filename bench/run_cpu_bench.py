@@ -42,9 +42,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "examples" / "digits"
 REFERENCE = "ORT fp32"
 DIAGNOSTIC = "edgeopt auto model in plain ORT (diagnostic)"
-SYNTHETIC_SAMPLES = 32
+CALIB_SAMPLES = 32
+EVAL_SAMPLES = 16
 TIMING_FEEDS = 16
 TURN_S = 0.05
+PAUSE_S = 0.02
+PAUSE_PREFIX = "_pause"
 MIN_RUNS = 40
 PACKAGES = ("edgeopt", "edgeopt-cpu", "onnxruntime", "openvino", "nncf", "onnx", "numpy")
 
@@ -88,13 +91,13 @@ def zoo_case(name: str, filename: str) -> Case:
     options.log_severity_level = 3
     inputs = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).get_inputs()
 
-    def synthetic(seed: int) -> dict[str, np.ndarray]:
+    def synthetic(samples: int, seed: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
-        return {i.name: rng.standard_normal((SYNTHETIC_SAMPLES, *i.shape[1:])).astype(np.float32) for i in inputs}
+        return {i.name: rng.standard_normal((samples, *i.shape[1:])).astype(np.float32) for i in inputs}
 
     return Case(
-        name, path, synthetic(0), synthetic(1), None,
-        f"synthetic N(0,1): {SYNTHETIC_SAMPLES} calibration samples (seed 0), a different {SYNTHETIC_SAMPLES} "
+        name, path, synthetic(CALIB_SAMPLES, 0), synthetic(EVAL_SAMPLES, 1), None,
+        f"synthetic N(0,1): {CALIB_SAMPLES} calibration samples (seed 0), a different {EVAL_SAMPLES} "
         "for evaluation (seed 1); quality is fidelity to ORT fp32",
     )
 
@@ -160,13 +163,15 @@ def build_all(case: Case, work: Path, *, threads: int, deploy: DeployKnobs) -> t
 # --- quality --------------------------------------------------------------------------------------
 
 
-def outputs_on(runner: Any, feeds: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:
-    """All outputs of each sample flattened and concatenated: one float64 row per sample."""
-    return np.stack([np.concatenate([np.asarray(o, np.float64).ravel() for o in runner.run(f)]) for f in feeds])
-
-
-def first_output_scores(runner: Any, feeds: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:
-    return np.stack([np.asarray(runner.run(f)[0], np.float64).ravel() for f in feeds])
+def outputs_on(runner: Any, feeds: Sequence[Mapping[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over ``feeds``: (all outputs of each sample flattened and concatenated, the first output
+    flattened), each one float64 row per sample."""
+    rows, scores = [], []
+    for f in feeds:
+        outs = [np.asarray(o, np.float64).ravel() for o in runner.run(f)]
+        rows.append(np.concatenate(outs))
+        scores.append(outs[0])
+    return np.stack(rows), np.stack(scores)
 
 
 def quality(ref: np.ndarray, cand: np.ndarray, ref_scores: np.ndarray, cand_scores: np.ndarray,
@@ -204,6 +209,21 @@ def reference_profile(ref_scores: np.ndarray) -> dict[str, Any]:
     }
 
 
+class Pause:
+    """A Runner that only sleeps: placed after each runtime's turn so its worker threads stop spinning
+    before the next runtime is timed (on a 2-core machine they otherwise steal a core from it)."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        time.sleep(self._seconds)
+        return []
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 def runs_per_round(runners: Mapping[str, Any], feeds: Sequence[Mapping[str, np.ndarray]]) -> int:
     """Consecutive runs per runner per round: enough for a turn of ~``TURN_S`` (3 to 50 runs).
 
@@ -235,15 +255,14 @@ def _measure(case: Case, built: dict, errors: dict, *, budget_per_runner_s: floa
     rows: dict[str, dict[str, Any]] = {}
     ref_rows = ref_scores = None
     if REFERENCE in built:
-        runner = built[REFERENCE][0].runner
-        ref_rows, ref_scores = outputs_on(runner, eval_feeds), first_output_scores(runner, eval_feeds)
+        ref_rows, ref_scores = outputs_on(built[REFERENCE][0].runner, eval_feeds)
     for name, (b, build_s) in built.items():
         row: dict[str, Any] = {"size_bytes": b.size_bytes, "build_s": build_s, "notes": list(b.notes),
                                "details": dict(b.details)}
         if ref_rows is not None:
             try:
-                row["quality"] = quality(ref_rows, outputs_on(b.runner, eval_feeds), ref_scores,
-                                         first_output_scores(b.runner, eval_feeds), case.labels)
+                cand_rows, cand_scores = outputs_on(b.runner, eval_feeds)
+                row["quality"] = quality(ref_rows, cand_rows, ref_scores, cand_scores, case.labels)
             except Exception as exc:  # e.g. an output of another shape: report, keep timing the rest
                 row["quality_error"] = f"{type(exc).__name__}: {exc}"
         rows[name] = row
@@ -251,9 +270,14 @@ def _measure(case: Case, built: dict, errors: dict, *, budget_per_runner_s: floa
     per_round = runs_per_round(runners, eval_feeds[:TIMING_FEEDS])
     print(f"  timing {len(runners)} runners interleaved, {per_round} runs per turn "
           f"(~{budget_per_runner_s * len(runners):.0f} s) ...", flush=True)
-    stats = measure_interleaved(runners, eval_feeds[:TIMING_FEEDS], warmup=10, runs_per_round=per_round,
+    timed: dict[str, Any] = {}
+    for i, (name, runner) in enumerate(runners.items()):
+        timed[name] = runner
+        timed[f"{PAUSE_PREFIX}{i}"] = Pause(PAUSE_S / per_round)
+    stats = measure_interleaved(timed, eval_feeds[:TIMING_FEEDS], warmup=10, runs_per_round=per_round,
                                 budget_s=budget_per_runner_s * len(runners),
                                 min_rounds=max(5, math.ceil(MIN_RUNS / per_round)), batch=1)
+    stats = {name: s for name, s in stats.items() if not name.startswith(PAUSE_PREFIX)}
     base = stats[REFERENCE].p50 if REFERENCE in stats else None
     for name, s in stats.items():
         rows[name]["latency"] = {"p50_s": s.p50, "p90_s": s.p90, "p99_s": s.p99, "min_s": s.min, "mean_s": s.mean,
@@ -321,8 +345,8 @@ def machine_info(threads: int) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=physical_cores(), help="intra-op threads for every runtime")
-    parser.add_argument("--budget", type=float, default=4.0, help="timing seconds per runner per model")
-    parser.add_argument("--deploy-budget", type=float, default=90.0,
+    parser.add_argument("--budget", type=float, default=3.0, help="timing seconds per runner per model")
+    parser.add_argument("--deploy-budget", type=float, default=60.0,
                         help="edgeopt.deploy(budget_s=...): seconds for its candidate search (0: no limit)")
     parser.add_argument("--deploy-timing", type=float, default=2.0, help="edgeopt.deploy(timing_s=...)")
     parser.add_argument("--models", default="digits,squeezenet,resnet50", help="comma-separated subset")

@@ -1,0 +1,48 @@
+"""edgeopt's harness and OpenVINO's benchmark_app agree on the same IR at batch 1 (same threads, hint, shapes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ov_models import samples_for, slow_conv_net
+
+from edgeopt_openvino.benchmark_app import benchmark_app_command, cross_check, parse_report
+from edgeopt_openvino.compile import compile_plan
+from edgeopt_openvino.devices import target_spec
+from edgeopt_openvino.plan import plan_candidates
+
+CPU = target_spec("openvino")
+REPORT = """[ INFO ] Count:            42893 iterations
+[ INFO ] Duration:         3000.08 ms
+[ INFO ] Latency:
+[ INFO ]    Median:        48.24 us
+[ INFO ]    Average:       52.09 us
+[ INFO ]    Min:           30.61 us
+[ INFO ]    Max:           5.67 ms
+"""
+
+
+def test_parse_report_reads_each_unit() -> None:
+    stats = parse_report(REPORT)
+    assert stats == pytest.approx({"median": 48.24e-6, "average": 52.09e-6, "min": 30.61e-6, "max": 5.67e-3,
+                                   "iterations": 42893})
+
+
+def test_benchmark_app_ships_with_the_openvino_wheel() -> None:
+    command = benchmark_app_command()
+    assert command[0].endswith("benchmark_app") or command[-1] == "openvino.tools.benchmark.main"
+
+
+@pytest.mark.slow  # ~15 s, and a timing comparison: run it on a quiet machine (-m slow)
+def test_harness_and_benchmark_app_agree_within_10_percent(tmp_path: Path, avx2) -> None:
+    # ~5 ms per run, so the fixed cost of a Python call (tens of µs, which benchmark_app leaves out) is noise
+    graph = slow_conv_net(tmp_path / "graph" / "slow.onnx", layers=6, channels=48)
+    (plan,) = plan_candidates(graph, CPU, avx2, "fp32")
+    compiled = compile_plan(graph, plan, CPU, samples_for(graph), tmp_path / "ir")
+    check = cross_check(compiled.model_path, samples_for(graph, n=4).batches(1), threads=2, seconds=1.0, rounds=5)
+    assert check.config["PERFORMANCE_HINT"] == "LATENCY" and check.config["INFERENCE_NUM_THREADS"] == "2"
+    assert 0.9 <= check.ratio <= 1.1, (
+        f"harness p50 {check.harness * 1e3:.3f} ms vs benchmark_app median {check.benchmark_app * 1e3:.3f} ms "
+        f"(rounds: {check.harness_p50}, {check.benchmark_app_median}; fastest runs ratio {check.min_ratio:.3f})"
+    )
