@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from edgeopt.errors import CompileError, InputSpecError
+from edgeopt.feeds import feeds_mismatch
 
 _ORT_DTYPES = {
     "tensor(float)": "float32",
@@ -73,20 +74,7 @@ class OrtCpuRunner:
 
     def mismatch(self, feeds: Mapping[str, np.ndarray]) -> str | None:
         """What about ``feeds`` does not fit the model's inputs, or None when they fit."""
-        missing = sorted(set(self._inputs) - set(feeds))
-        extra = sorted(set(feeds) - set(self._inputs))
-        if missing or extra:
-            return f"inputs do not match the model: missing {missing or 'none'}, unexpected {extra or 'none'}"
-        for name, (dtype, shape) in self._inputs.items():
-            value = np.asarray(feeds[name])
-            fixed = [d if isinstance(d, int) else None for d in shape]
-            fits = value.ndim == len(fixed) and all(
-                d is None or d == v for d, v in zip(fixed, value.shape, strict=True)
-            )
-            if str(value.dtype) != dtype or not fits:
-                want = [d if d is not None else "?" for d in fixed]
-                return f"input {name!r} is {value.dtype}{list(value.shape)}, the model expects {dtype}{want}"
-        return None
+        return feeds_mismatch(self._inputs, feeds)
 
     def close(self) -> None:
         """Drop the session (ORT frees its memory when the last reference goes)."""

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from edgeopt.errors import CompileError, InputSpecError, TargetUnavailable
+from edgeopt.feeds import feeds_mismatch
 
 from edgeopt_cuda.config import CachePaths, EpConfig, provider_options
 from edgeopt_cuda.runtime import import_onnxruntime
@@ -94,20 +95,7 @@ class BoundSession:
 
     def mismatch(self, feeds: Mapping[str, np.ndarray]) -> str | None:
         """What about ``feeds`` does not fit the model's inputs, or None when they fit."""
-        missing = sorted(set(self.inputs) - set(feeds))
-        extra = sorted(set(feeds) - set(self.inputs))
-        if missing or extra:
-            return f"inputs do not match the model: missing {missing or 'none'}, unexpected {extra or 'none'}"
-        for name, (dtype, shape) in self.inputs.items():
-            value = np.asarray(feeds[name])
-            fixed = [d if isinstance(d, int) else None for d in shape]
-            fits = value.ndim == len(fixed) and all(
-                d is None or d == v for d, v in zip(fixed, value.shape, strict=True)
-            )
-            if str(value.dtype) != dtype or not fits:
-                want = [d if d is not None else "?" for d in fixed]
-                return f"input {name!r} is {value.dtype}{list(value.shape)}, the model expects {dtype}{want}"
-        return None
+        return feeds_mismatch(self.inputs, feeds)
 
     def upload(self, feeds: Mapping[str, np.ndarray]) -> None:
         """Copy ``feeds`` into the bound input buffers (dynamic-shape inputs are bound from host memory)."""
