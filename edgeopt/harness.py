@@ -189,8 +189,10 @@ def measure_interleaved(
     min_rounds: int = 5,
     batch: int = 1,
 ) -> dict[str, LatencyStats]:
-    """Compare runners fairly: warm each up, then time them in rounds A,B,C,A,B,C... never concurrently.
+    """Compare runners fairly: warm each up, then time them in rounds, never concurrently.
 
+    The order rotates every round (A,B,C then B,C,A then C,A,B...): a runtime whose threads linger
+    after its turn slows whoever comes next, so no runner may always follow the same one.
     ``feeds`` is shared, or a mapping from runner name to its own feeds. Each round times
     ``runs_per_round`` consecutive runs of each runner. Rounds stop after ``rounds`` when given, else
     when ``budget_s`` (all runners together) has elapsed and at least ``min_rounds`` were done.
@@ -207,6 +209,7 @@ def measure_interleaved(
         for i in range(warmup):
             runners[name].run(per[name][i % len(per[name])])
     samples: dict[str, list[int]] = {name: [] for name in runners}
+    order = list(runners)
     budget_ns = int(budget_s * 1e9)
     clock = time.perf_counter_ns
     done = 0
@@ -217,8 +220,9 @@ def measure_interleaved(
                 break
             if rounds is None and done >= min_rounds and clock() - began >= budget_ns:
                 break
-            for name, runner in runners.items():
-                own, times = per[name], samples[name]
+            shift = done % len(order)
+            for name in order[shift:] + order[:shift]:
+                runner, own, times = runners[name], per[name], samples[name]
                 for _ in range(runs_per_round):
                     feed = own[len(times) % len(own)]
                     t0 = clock()

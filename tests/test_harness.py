@@ -169,7 +169,7 @@ def test_interleaved_alternates_in_rounds() -> None:
     runners = {name: NumpyRunner(name, log) for name in "ABC"}
     stats = measure_interleaved(runners, feeds(), warmup=2, rounds=3, runs_per_round=2, budget_s=0.0)
     assert log[:6] == ["A", "A", "B", "B", "C", "C"]  # warm-up, each in turn
-    assert log[6:] == ["A", "A", "B", "B", "C", "C"] * 3
+    assert log[6:] == ["A", "A", "B", "B", "C", "C", "B", "B", "C", "C", "A", "A", "C", "C", "A", "A", "B", "B"]
     assert set(stats) == {"A", "B", "C"} and all(s.runs == 6 for s in stats.values())
 
 
@@ -305,10 +305,10 @@ def test_meters_give_measured_energy_per_inference() -> None:
     assert meter.spans[1] < 7 * 0.006 + 0.05
 
 
-@pytest.mark.parametrize(("slo_ms", "chosen"), [(18.0, 4), (1.0, 1), (None, 1), (1000.0, 8)])
+@pytest.mark.parametrize(("slo_ms", "chosen"), [(60.0, 4), (1.0, 1), (None, 1), (1000.0, 8)])
 def test_slo_picks_the_largest_batch_within_it(slo_ms: float | None, chosen: int) -> None:
     profile = profile_runner(
-        lambda b: SleepRunner(0.003, b),
+        lambda b: SleepRunner(0.01, b),
         lambda b: feeds(1, b),
         batches=(8, 1, 2, 4),
         device=DEVICE,
