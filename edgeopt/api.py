@@ -107,14 +107,18 @@ class Predictor:
         self._dtypes = {s.name: np.dtype(s.dtype) for s in self.inputs}
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one inference. Arrays of the right dtype pass through untouched (no per-call copies)."""
+        """Run one inference. Feeds that fit go straight to the runtime; on an input error the feeds are
+        checked against the model's inputs and cast to their dtypes, then tried once more."""
+        try:
+            outputs = self._runner.run(feeds)
+        except InputSpecError:
+            outputs = self._runner.run(self._conformed(feeds))
+        return dict(zip(self.output_names, outputs, strict=True))
+
+    def _conformed(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if feeds.keys() != self._dtypes.keys():
             raise InputSpecError(f"inputs must be exactly {sorted(self._dtypes)}, got {sorted(feeds)}")
-        ready = {}
-        for name, dtype in self._dtypes.items():
-            value = feeds[name]
-            ready[name] = value if isinstance(value, np.ndarray) and value.dtype == dtype else np.asarray(value, dtype)
-        return dict(zip(self.output_names, self._runner.run(ready), strict=True))
+        return {name: np.asarray(feeds[name], dtype) for name, dtype in self._dtypes.items()}
 
     def close(self) -> None:
         self._runner.close()

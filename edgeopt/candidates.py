@@ -37,6 +37,9 @@ from edgeopt.types import (
 SLOWER_MARGIN = 1.03
 """A quantized candidate counts as slower than fp32 when its p50 exceeds fp32's by more than this ratio
 (3% absorbs timer noise between interleaved rounds)."""
+AUTO_SPEEDUP_MARGIN = 1.05
+"""With ``--precision auto`` a reduced-precision candidate must beat fp32's p50 by at least this ratio to be
+chosen: a model that is only as fast as fp32 within timer noise buys accuracy risk for nothing."""
 FLOAT_PRECISIONS = ("fp32",)
 """Precisions that have nothing to fall back from."""
 SKIPPED_BUDGET = "skipped: search budget (--budget-s) spent before this candidate"
@@ -327,7 +330,13 @@ def select(candidates: Sequence[Candidate], *, precision: str, force_precision: 
     fp32 = next((c for c in accepted if c.plan.precision == "fp32"), None)
     if fp32 is not None and best is not fp32 and best.plan.precision != "fp32":
         ratio = best.latency.p50 / fp32.latency.p50  # type: ignore[union-attr]
-        if ratio > SLOWER_MARGIN:
+        if precision == "auto" and ratio * AUTO_SPEEDUP_MARGIN > 1.0:
+            warnings.append(
+                f"{best.label} measured only {1 / ratio:.2f}x the speed of fp32 (under the "
+                f"{AUTO_SPEEDUP_MARGIN:.2f}x that --precision auto asks of a reduced precision); shipping fp32"
+            )
+            best = fp32
+        elif ratio > SLOWER_MARGIN:
             if force_precision:
                 warnings.append(
                     f"{best.label} measured {ratio:.2f}x slower than fp32 on this device; shipping it because "

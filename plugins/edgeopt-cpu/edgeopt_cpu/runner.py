@@ -56,13 +56,14 @@ class OrtCpuRunner:
                 hint="this model fixes its batch size internally; profile it at its own batch",
             ) from exc
         self._inputs = {i.name: (_ORT_DTYPES.get(i.type, i.type), tuple(i.shape)) for i in self._session.get_inputs()}
+        self._output_names = [o.name for o in self._session.get_outputs()]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
         """One inference; outputs in graph order."""
         if self._session is None:
             raise RuntimeError("OrtCpuRunner.run called after close()")
         try:
-            return self._session.run(None, feeds if isinstance(feeds, dict) else dict(feeds))
+            return self._session.run(self._output_names, feeds if isinstance(feeds, dict) else dict(feeds))
         except Exception as exc:  # ORT's pybind errors: say whether the inputs or the model are at fault
             problem = self.mismatch(feeds)
             if problem:
