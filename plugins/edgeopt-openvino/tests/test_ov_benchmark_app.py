@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,12 @@ def test_benchmark_app_ships_with_the_openvino_wheel() -> None:
 
 @pytest.mark.slow  # ~15 s, and a timing comparison: run it on a quiet machine (-m slow)
 def test_harness_and_benchmark_app_agree_within_10_percent(tmp_path: Path, avx2) -> None:
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cpus:
+        # With more runnable threads than CPUs, the wall clock around infer() also counts the wait for the
+        # calling thread to be scheduled again (measured here: ~1 ms, 10-15% of this model) while
+        # benchmark_app's per-request latency does not; the comparison then measures the neighbours.
+        pytest.skip(f"load average {load:.1f} on {cpus} CPUs: too busy for a 10% timing comparison")
     # ~5 ms per run, so the fixed cost of a Python call (tens of µs, which benchmark_app leaves out) is noise
     graph = slow_conv_net(tmp_path / "graph" / "slow.onnx", layers=6, channels=48)
     (plan,) = plan_candidates(graph, CPU, avx2, "fp32")
