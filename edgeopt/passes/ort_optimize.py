@@ -99,3 +99,25 @@ def optimize_offline(src: Path, dst: Path, *, level: str = "extended") -> Path:
         for produced in Path(tmp).iterdir():
             shutil.move(str(produced), str(dst.parent / produced.name))
     return dst
+
+
+def copy_model(src: Path, directory: Path, *, name: str) -> None:
+    """Copy ``src`` as ``directory/name``, with its external-data files under their own names."""
+    names = model_files(src)
+    shutil.copyfile(src, directory / name)
+    for extra in names[1:]:
+        shutil.copyfile(src.parent / extra, directory / extra)
+
+
+def check_loads_on_cpu(path: Path) -> None:
+    """Open ``path`` in a plain ONNX Runtime CPU session with optimizations off, as any consumer of an
+    artifact would; ``CompileError`` when it does not load."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT's own pybind exception types
+        raise CompileError(f"the compiled model does not load in ONNX Runtime: {exc}") from exc

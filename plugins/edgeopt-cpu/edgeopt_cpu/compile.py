@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import CompileError
-from edgeopt.passes.ort_optimize import LEVELS, model_files, optimize_offline
+from edgeopt.passes.ort_optimize import LEVELS, check_loads_on_cpu, copy_model, model_files, optimize_offline
 from edgeopt.passes.ort_quantize import (
     DynamicInt8Options,
     QuantizeReport,
@@ -134,9 +134,7 @@ def _float_inputs(path: Path, keep: tuple[str, ...], original: Path) -> int:
     return rewired
 
 
-def _apply(
-    spec: PassSpec, src: Path, dst: Path, calibration: Dataset, plan: Plan
-) -> tuple[PassSpec, tuple[str, ...]]:
+def _apply(spec: PassSpec, src: Path, dst: Path, calibration: Dataset, plan: Plan) -> tuple[PassSpec, tuple[str, ...]]:
     """Run one pass from ``src`` to ``dst``; return it with its final parameters, and notes."""
     params = _with_plan_fields(spec, plan)
     if spec.name == "ort-optimize":
@@ -165,27 +163,6 @@ def _apply(
     return PassSpec(spec.name, {**final, **report.as_params()}), (_summary(report), *report.notes)
 
 
-def _copy_model(src: Path, directory: Path) -> None:
-    """Copy ``src`` as ``MODEL_FILE`` into ``directory``, with its external-data files (same names)."""
-    names = model_files(src)
-    shutil.copyfile(src, directory / MODEL_FILE)
-    for name in names[1:]:
-        shutil.copyfile(src.parent / name, directory / name)
-
-
-def _check_loads(path: Path) -> None:
-    """Open the result in a plain ONNX Runtime CPU session, as any consumer of the artifact would."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    try:
-        ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT's own pybind exception types
-        raise CompileError(f"the compiled model does not load in ONNX Runtime: {exc}") from exc
-
-
 def compile_plan(graph: Graph, plan: Plan, calibration: Dataset, workdir: Path) -> Compiled:
     """Write ``workdir/model.onnx`` (plus external data for >2 GB models) for ``plan``; never touch ``graph``."""
     import onnxruntime as ort
@@ -204,12 +181,12 @@ def compile_plan(graph: Graph, plan: Plan, calibration: Dataset, workdir: Path) 
             notes.extend(pass_notes)
             current = out
         if current == Path(graph.path):
-            _copy_model(current, workdir)
+            copy_model(current, workdir, name=MODEL_FILE)
         else:
             for name in model_files(current):
                 shutil.move(str(current.parent / name), str(workdir / name))
     final = workdir / MODEL_FILE
-    _check_loads(final)
+    check_loads_on_cpu(final)
     return Compiled(
         directory=workdir,
         model_file=MODEL_FILE,

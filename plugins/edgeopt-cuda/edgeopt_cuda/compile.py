@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import CompileError
-from edgeopt.passes.ort_optimize import model_files
+from edgeopt.passes.ort_optimize import check_loads_on_cpu, copy_model, model_files
 from edgeopt.passes.ort_quantize import QuantizeReport, StaticInt8Options, quantize_static_int8
 from edgeopt.types import Compiled, Dataset, Graph, PassSpec, Plan
 
@@ -77,26 +77,6 @@ def split_plan(plan: Plan) -> tuple[tuple[PassSpec, ...], EpConfig]:
     return model_passes, config
 
 
-def _copy_model(src: Path, directory: Path) -> None:
-    names = model_files(src)
-    shutil.copyfile(src, directory / MODEL_FILE)
-    for name in names[1:]:
-        shutil.copyfile(src.parent / name, directory / name)
-
-
-def _check_loads_on_cpu(path: Path) -> None:
-    """Open the result in a plain ONNX Runtime CPU session (fp16 nodes get CPU casts; that is fine here)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    try:
-        ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT's own pybind exception types
-        raise CompileError(f"the compiled model does not load in ONNX Runtime: {exc}") from exc
-
-
 def _load_on_gpu(path: Path, config: EpConfig, workdir: Path, batch: int) -> list[str]:
     """Load the model once on the GPU: build engines into ``workdir/trt_cache`` and say what was used."""
     from edgeopt_cuda.runner import OrtCudaRunner, cache_root_for
@@ -142,12 +122,12 @@ def compile_plan(
             notes.extend(pass_notes)
             current = out
         if current == Path(graph.path):
-            _copy_model(current, workdir)
+            copy_model(current, workdir, name=MODEL_FILE)
         else:
             for name in model_files(current):
                 shutil.move(str(current.parent / name), str(workdir / name))
     final = workdir / MODEL_FILE
-    _check_loads_on_cpu(final)
+    check_loads_on_cpu(final)
     write_config(config, workdir)
     applied.append(PassSpec("ep-config", config.to_params()))
     notes.append(_config_note(config))
