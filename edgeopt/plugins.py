@@ -244,6 +244,10 @@ class PluginManager:
     def plugin_versions(self) -> dict[str, str]:
         return {s.name: s.version for s in self._statuses.values() if s.status == "ok"}
 
+    def plugin_object(self, name: str) -> object | None:
+        """The registered plugin object (usually a module) named ``name``, or None."""
+        return self._pm.get_plugin(name)
+
     def _quarantine(self, name: str, hook: str, exc: BaseException) -> None:
         old = self._statuses.get(name)
         self._statuses[name] = PluginStatus(

@@ -185,11 +185,15 @@ def open_cache(request: DeployRequest, graph: Graph, target: TargetInfo, device:
            calib: Dataset, evaluation: Dataset) -> SearchCache | None:
     if not request.cache:
         return None
-    from edgeopt import __version__
+    import edgeopt
+    from edgeopt.code_fingerprint import code_fingerprint, distribution_of_plugin
 
+    plugin = pm.plugin_object(target.plugin)
     context = search_context(
         graph=graph.fingerprint, calibration=data_fingerprint(calib), evaluation=data_fingerprint(evaluation),
         target=target.name, plugin=target.plugin, plugin_version=pm.plugin_versions().get(target.plugin),
-        device=device, edgeopt=__version__, threads=request.threads,
+        plugin_code=code_fingerprint(plugin, distribution=distribution_of_plugin(target.plugin)) if plugin else "",
+        device=device, edgeopt=edgeopt.__version__, edgeopt_code=code_fingerprint(edgeopt, distribution="edgeopt"),
+        threads=request.threads,
     )
     return SearchCache(cache_root(), context=context)

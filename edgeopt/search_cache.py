@@ -2,8 +2,9 @@
 
 Key: sha256 of the normalized graph's fingerprint, the plan (target, precision, passes, threads and the
 generic ``keep_fp32``/``calibration``/``granularity`` fields; not its label or notes), fingerprints of the
-calibration and evaluation data (arrays, dtypes, shapes, labels), the target and its plugin's version, the
-device profile, and the edgeopt version. Never the working directory or any path.
+calibration and evaluation data (arrays, dtypes, shapes, labels), the target, its plugin's version and code
+fingerprint (its package's source and the versions of what it requires: ``edgeopt.code_fingerprint``), the
+device profile, and edgeopt's version and code fingerprint. Never the working directory or any path.
 
 Stored per key: the compiled files, the candidate's outputs on the evaluation data (``outputs.npz``, so
 any metric and ``--max-drop`` is judged afresh on reuse), and ``record.json`` (sha256 of every file, the
