@@ -17,7 +17,14 @@ from edgeopt.candidates import FLOAT_PRECISIONS, Candidate, CandidateContext, ev
 from edgeopt.metrics import metric_unit
 from edgeopt.plugins import PluginManager
 from edgeopt.report_html import HTML_NAME
-from edgeopt.search_cache import SearchCache, cache_root, data_fingerprint, search_context
+from edgeopt.search_cache import (
+    SearchCache,
+    cache_limit_bytes,
+    cache_root,
+    data_fingerprint,
+    evict,
+    search_context,
+)
 from edgeopt.sensitivity import (
     SensitivityReport,
     activation_sensitivity,
@@ -196,4 +203,6 @@ def open_cache(request: DeployRequest, graph: Graph, target: TargetInfo, device:
         device=device, edgeopt=edgeopt.__version__, edgeopt_code=code_fingerprint(edgeopt, distribution="edgeopt"),
         threads=request.threads,
     )
-    return SearchCache(cache_root(), context=context)
+    root = cache_root()
+    evict(root, cache_limit_bytes())
+    return SearchCache(root, context=context)

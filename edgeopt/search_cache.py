@@ -13,10 +13,14 @@ entry. Timings are never cached: reused candidates are timed again with the fres
 and depends on the machine's current state). Location: ``$EDGEOPT_CACHE_DIR``, else the user's cache
 directory (``$XDG_CACHE_HOME/edgeopt``, ``~/.cache/edgeopt``, ``~/Library/Caches/edgeopt``,
 ``%LOCALAPPDATA%\\edgeopt``), subfolder ``search``.
+
+Size: at most ``$EDGEOPT_CACHE_MAX_MB`` (default 2048) MiB; ``evict`` removes the least recently used
+entries (a hit refreshes an entry's time) until the cache fits, once per search.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,6 +38,8 @@ from edgeopt.artifact import file_sha256
 from edgeopt.types import Compiled, Dataset, PassSpec, Plan
 
 CACHE_ENV = "EDGEOPT_CACHE_DIR"
+MAX_MB_ENV = "EDGEOPT_CACHE_MAX_MB"
+DEFAULT_MAX_MB = 2048
 FORMAT = 1
 """Bumped when the stored layout changes; part of every key."""
 
@@ -49,6 +55,48 @@ def cache_root() -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "edgeopt" / "search"
+
+
+def cache_limit_bytes() -> int:
+    """The cache's size limit from ``$EDGEOPT_CACHE_MAX_MB`` (default 2048 MiB; unreadable values: the default)."""
+    try:
+        mb = float(os.environ.get(MAX_MB_ENV, DEFAULT_MAX_MB))
+    except ValueError:
+        mb = DEFAULT_MAX_MB
+    return max(0, int(mb * 2**20))
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for f in path.rglob("*"):
+        try:
+            if f.is_file():
+                total += f.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def evict(root: Path, max_bytes: int) -> int:
+    """Remove the least recently used entries under ``root`` until the rest fits in ``max_bytes``; returns the
+    number removed. Half-written entries (``.tmp-*``) are left to their writers."""
+    entries = []
+    for entry in Path(root).glob("??/*"):
+        if entry.name.startswith(".tmp-") or not entry.is_dir():
+            continue
+        try:
+            entries.append((entry.stat().st_mtime, _tree_bytes(entry), entry))
+        except OSError:
+            continue
+    total = sum(size for _, size, _ in entries)
+    removed = 0
+    for _, size, entry in sorted(entries, key=lambda e: e[0]):
+        if total <= max_bytes:
+            break
+        shutil.rmtree(entry, ignore_errors=True)
+        total -= size
+        removed += 1
+    return removed
 
 
 def data_fingerprint(dataset: Dataset | None) -> str:
@@ -136,6 +184,8 @@ class SearchCache:
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
             shutil.rmtree(entry, ignore_errors=True)
             return None
+        with contextlib.suppress(OSError):
+            os.utime(entry)  # most recently used: evicted last
         workdir.mkdir(parents=True, exist_ok=True)
         for name, src in stored.items():
             (workdir / name).parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The search cache keys on the code that builds a candidate, not on a version string."""
+"""The search cache: keyed by the code that builds a candidate (not a version string), bounded in size."""
 
 from __future__ import annotations
 
@@ -63,3 +63,24 @@ def test_a_toolchain_upgrade_changes_the_fingerprint(package, monkeypatch: pytes
     upgraded = tuple((n, "99.0" if n == "onnxruntime" else v) for n, v in cf.requirement_versions("edgeopt-cpu"))
     monkeypatch.setattr(cf, "requirement_versions", lambda _name: upgraded)
     assert cf.code_fingerprint(edgeopt_cpu, distribution="edgeopt-cpu") != before
+
+
+def test_evict_removes_least_recently_used_entries_until_the_cache_fits(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from edgeopt.search_cache import cache_limit_bytes, evict
+
+    for i, age in enumerate((300, 100, 200)):
+        entry = tmp_path / "ab" / f"entry{i}"
+        (entry / "files").mkdir(parents=True)
+        (entry / "files" / "model.onnx").write_bytes(b"x" * 1000)
+        os.utime(entry, (1e9 - age, 1e9 - age))
+    (tmp_path / "ab" / ".tmp-writing").mkdir()
+    assert evict(tmp_path, 2500) == 1
+    assert sorted(p.name for p in (tmp_path / "ab").iterdir()) == [".tmp-writing", "entry1", "entry2"]
+    assert evict(tmp_path, 2500) == 0
+    assert evict(tmp_path, 0) == 2 and [p.name for p in (tmp_path / "ab").iterdir()] == [".tmp-writing"]
+    monkeypatch.setenv("EDGEOPT_CACHE_MAX_MB", "1.5")
+    assert cache_limit_bytes() == int(1.5 * 2**20)
+    monkeypatch.setenv("EDGEOPT_CACHE_MAX_MB", "lots")
+    assert cache_limit_bytes() == 2048 * 2**20
