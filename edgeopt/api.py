@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeopt.artifact import verify_artifact
 from edgeopt.candidates import Events
-from edgeopt.deploy import Deployment, DeployRequest, feeds_for_batch, resolve_device, run_deploy
+from edgeopt.compare import Comparison
+from edgeopt.compress.sdk import compress  # noqa: F401 - the SDK function, re-exported
+from edgeopt.compress.spec import CompressionSpec
+from edgeopt.deploy import Deployment, DeployRequest, feeds_for_batch, resolve_device
 from edgeopt.errors import ArtifactError, InputSpecError, ModelError
 from edgeopt.graph import GraphSummary, inspect_model, load_model
 from edgeopt.hardware import list_profiles
@@ -30,6 +36,9 @@ from edgeopt.types import (
     TensorSpec,
 )
 
+if TYPE_CHECKING:
+    from edgeopt.monitoring.fieldlog import FieldRecorder
+
 
 def deploy(
     model: object,
@@ -47,12 +56,17 @@ def deploy(
     out: str | Path | None = None,
     force_precision: bool = False,
     trust_pickle: bool = False,
+    trust_code: bool = False,
     weights: str | Path | None = None,
     runs: int | None = None,
     timing_s: float = 2.0,
     threads: int | None = None,
     budget_s: float | None = None,
     cache: bool = True,
+    objective: str = "latency",
+    targets: Sequence[str] | None = None,
+    name: str | None = None,
+    compression: CompressionSpec | None = None,
     events: Events | None = None,
     plugin_manager: PluginManager | None = None,
 ) -> Deployment:
@@ -62,7 +76,10 @@ def deploy(
     iterable of feed dicts. Without them edgeopt uses synthetic inputs and says so. ``metric`` is a
     name from ``edgeopt.metrics`` or a callable ``(outputs, labels) -> float`` (higher is better);
     ``max_drop`` is in that metric's own units. ``budget_s`` limits the candidate search (candidates
-    not started in time are listed as skipped); ``cache=False`` bypasses the search cache.
+    not started in time are listed as skipped); ``cache=False`` bypasses the search cache. ``target="auto"``
+    compares ``targets`` (default: all available) for ``objective`` and deploys the winner (``edgeopt.compare``).
+    The verified artifact is registered as the next version of ``name`` (default: the source's stem) in the
+    deployment registry (``edgeopt.registry``; ``EDGEOPT_REGISTRY=off`` skips it).
     """
     if input_shapes is None:
         shapes: dict[str, tuple[int, ...]] = {}
@@ -85,23 +102,80 @@ def deploy(
         out=Path(out) if out is not None else None,
         force_precision=force_precision,
         trust_pickle=trust_pickle,
+        trust_code=trust_code,
         weights=Path(weights) if weights is not None else None,
         runs=runs,
         timing_s=timing_s,
         threads=threads,
         budget_s=budget_s,
         cache=cache,
+        objective=objective,
+        targets=tuple(targets or ()),
+        compression=compression,
     )
-    return run_deploy(request, pm=plugin_manager, events=events)
+    from edgeopt.registry.lifecycle import deploy_and_register
+
+    return deploy_and_register(request, name=name, pm=plugin_manager, events=events)
+
+
+def compare(
+    model: object,
+    *,
+    targets: Sequence[str] | None = None,
+    device: str | None = None,
+    precision: str = "auto",
+    calib: object = None,
+    eval: object = None,  # noqa: A002 - the CLI's name for it
+    max_drop: float = 1.0,
+    metric: str | Callable | None = None,
+    objective: str = "latency",
+    batch: Sequence[int] | int = 1,
+    slo_ms: float | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | Sequence[int] | None = None,
+    weights: str | Path | None = None,
+    trust_pickle: bool = False,
+    trust_code: bool = False,
+    threads: int | None = None,
+    timing_s: float = 2.0,
+    budget_s: float | None = None,
+    cache: bool = True,
+    events: Events | None = None,
+    plugin_manager: PluginManager | None = None,
+) -> Comparison:
+    """Run each target's ``--precision auto`` search on the same data and time every target's winner at every
+    thread count (and, for ``objective="throughput"``, every batch) in one interleaved run; see
+    ``edgeopt.compare``. ``targets`` None: every installed target (unavailable ones are listed with the reason).
+    Nothing is written; ``deploy(model, target="auto")`` deploys the winner."""
+    from edgeopt.compare import run_compare
+
+    request = DeployRequest(
+        source=model, target="auto", device=device, precision=precision, calib=calib, eval=eval,
+        max_drop=max_drop, metric=metric, input_shapes=_shapes(input_shapes),
+        batches=(batch,) if isinstance(batch, int) else tuple(batch), slo_ms=slo_ms, trust_pickle=trust_pickle,
+        trust_code=trust_code,
+        weights=Path(weights) if weights is not None else None, timing_s=timing_s, threads=threads,
+        budget_s=budget_s, cache=cache, objective=objective, targets=tuple(targets or ()),
+    )
+    return run_compare(request, pm=plugin_manager, events=events)
+
+
+def _shapes(input_shapes: Mapping[str, Sequence[int]] | Sequence[int] | None) -> dict[str, tuple[int, ...]]:
+    if input_shapes is None:
+        return {}
+    if isinstance(input_shapes, Mapping):
+        return {k: tuple(int(d) for d in v) for k, v in input_shapes.items()}
+    return {"": tuple(int(d) for d in input_shapes)}
 
 
 class Predictor:
     """A loaded artifact: call it with a dict of numpy arrays, get a dict of outputs by name."""
 
-    def __init__(self, path: Path, manifest: dict, runner: Runner) -> None:
+    def __init__(self, path: Path, manifest: dict, runner: Runner, *, recorder: FieldRecorder | None = None) -> None:
         self.path = path
         self.manifest = manifest
         self._runner = runner
+        self._recorder = recorder
+        """Opt-in field monitoring: latency and per-input summaries of each call (``edgeopt.monitoring``)."""
         self.inputs = [TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in manifest["graph"]["inputs"]]
         self.output_names = [o["name"] for o in manifest["graph"]["outputs"]]
         self._dtypes = {s.name: np.dtype(s.dtype) for s in self.inputs}
@@ -109,10 +183,13 @@ class Predictor:
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one inference. Feeds that fit go straight to the runtime; on an input error the feeds are
         checked against the model's inputs and cast to their dtypes, then tried once more."""
+        began = time.perf_counter()
         try:
             outputs = self._runner.run(feeds)
         except InputSpecError:
             outputs = self._runner.run(self._conformed(feeds))
+        if self._recorder is not None:
+            self._recorder.record(feeds, time.perf_counter() - began)
         return dict(zip(self.output_names, outputs, strict=True))
 
     def _conformed(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -122,6 +199,8 @@ class Predictor:
 
     def close(self) -> None:
         self._runner.close()
+        if self._recorder is not None:
+            self._recorder.close()
 
     def __enter__(self) -> Predictor:
         return self
@@ -162,10 +241,33 @@ def _open(
     return path, manifest, runner, target, device, pm, compiled
 
 
-def load(path: str | Path, *, plugin_manager: PluginManager | None = None) -> Predictor:
-    """Verify every file's hash, then load the artifact with its target's runtime."""
+def load(
+    path: str | Path,
+    *,
+    plugin_manager: PluginManager | None = None,
+    monitor_log: str | Path | None = None,
+    monitor_every: int = 1,
+) -> Predictor:
+    """Verify every file's hash, then load the artifact with its target's runtime.
+
+    ``path`` is an artifact directory or a registry ref ``registry:NAME`` (latest), ``registry:NAME:3`` or
+    ``registry:NAME@production``. ``monitor_log`` opts in to field monitoring: every ``monitor_every``-th call
+    appends its latency and per-input summaries (never the inputs) to that JSON-lines file, which
+    ``edgeopt monitor NAME LOG`` compares with the deploy's calibration data.
+    """
+    if isinstance(path, str) and path.startswith("registry:"):
+        from edgeopt.registry.lifecycle import artifact_of
+
+        path = artifact_of(path.removeprefix("registry:"))
     path, manifest, runner, *_ = _open(path, plugin_manager, None)
-    return Predictor(path, manifest, runner)
+    recorder = None
+    if monitor_log is not None:
+        from edgeopt.monitoring.fieldlog import FieldRecorder
+
+        sealed = hashlib.sha256((Path(path) / "manifest.json").read_bytes()).hexdigest()
+        recorder = FieldRecorder(monitor_log, artifact=str(Path(path).resolve()), manifest_sha256=sealed,
+                                 every=monitor_every)
+    return Predictor(path, manifest, runner, recorder=recorder)
 
 
 def profile(

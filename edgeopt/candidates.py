@@ -287,10 +287,18 @@ def run_fallback(
 
 
 def time_candidates(
-    candidates: Mapping[str, Runner], feeds: Sequence[Mapping[str, np.ndarray]], *, batch: int, budget_s: float
+    candidates: Mapping[str, Runner],
+    feeds: Sequence[Mapping[str, np.ndarray]] | Mapping[str, Sequence[Mapping[str, np.ndarray]]],
+    *,
+    batch: int,
+    budget_s: float,
+    runs_per_round: int = 1,
+    settle_runs: int = 0,
 ) -> dict[str, LatencyStats]:
-    """Interleaved timing of every candidate that ran (and the fp32 baseline) in one run."""
-    return measure_interleaved(candidates, feeds, warmup=5, budget_s=budget_s, batch=batch)
+    """Interleaved timing of every candidate that ran (and the fp32 baseline) in one run; ``feeds`` is shared
+    or per candidate. Across runtimes give ``settle_runs`` (see ``measure_interleaved``)."""
+    return measure_interleaved(candidates, feeds, warmup=5, budget_s=budget_s, batch=batch,
+                               runs_per_round=runs_per_round, settle_runs=settle_runs)
 
 
 # ------------------------------------------------------------------------------------------ selection

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt.errors import DataError
+from edgeopt.layouts import read_layouts
 from edgeopt.types import Dataset, Graph, TensorSpec
 
 DataSource = str | os.PathLike | Mapping[str, np.ndarray] | Iterable[Any] | Dataset | None
@@ -342,7 +343,9 @@ def _load_image_dir(
             hint=_NPZ_HINT,
         )
     inp = graph.inputs[0]
-    layout = str(spec.get("layout") or ("NHWC" if inp.shape[3] in (1, 3) and inp.shape[1] not in (1, 3) else "NCHW"))
+    declared = read_layouts(graph.path).get(inp.name)  # e.g. NHWC from a Keras model
+    guessed = "NHWC" if inp.shape[3] in (1, 3) and inp.shape[1] not in (1, 3) else "NCHW"
+    layout = str(spec.get("layout") or declared or guessed)
     if layout.upper() not in ("NCHW", "NHWC"):
         raise DataError(f"{what}: preprocess layout must be NCHW or NHWC, got {layout!r}", hint=_PREPROCESS_HINT)
     nchw = layout.upper() == "NCHW"

@@ -11,14 +11,26 @@ import math
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgeopt.artifact import check_destination, verify_artifact, write_artifact
-from edgeopt.candidates import CandidateContext, Events, search_plans, select, time_candidates
+from edgeopt.candidates import (
+    Candidate,
+    CandidateContext,
+    Events,
+    Selection,
+    search_plans,
+    select,
+    time_candidates,
+)
+from edgeopt.compress.deploy_guard import calibration_from_train, speedup_warnings, target_request, with_deployed
+from edgeopt.compress.sdk import compress_for_deploy
+from edgeopt.compress.spec import CompressionSpec
+from edgeopt.compress.target_timing import stages_on_target
 from edgeopt.data import load_dataset, synthetic_dataset
 from edgeopt.errors import DataError, InputSpecError, ModelError, TargetError
 from edgeopt.graph import inspect_model, load_model
@@ -32,12 +44,22 @@ from edgeopt.plugins import PluginManager, get_plugin_manager
 from edgeopt.reference import ReferenceRunner, batch_size_of, trim_labels
 from edgeopt.report import render_markdown
 from edgeopt.report_html import HTML_NAME, render_html
-from edgeopt.search import open_cache, report_sensitivity, run_search, search_section, sensitivity_rows
+from edgeopt.search import (
+    Search,
+    open_cache,
+    report_sensitivity,
+    run_search,
+    search_section,
+    sensitivity_rows,
+)
 from edgeopt.types import Dataset, DeviceProfile, Graph, ImportOptions, RunSettings, TargetInfo
 
 log = logging.getLogger("edgeopt")
 
 SYNTHETIC_SAMPLES = 32
+AUTO_TARGET = "auto"
+"""``--target auto``: search every available target and deploy the fastest (see ``edgeopt.compare``)."""
+OBJECTIVES = ("latency", "latency-p90", "throughput")
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,8 @@ class DeployRequest:
     out: Path | None = None
     force_precision: bool = False
     trust_pickle: bool = False
+    trust_code: bool = False
+    """Let a model file run code from outside its framework while loading (Keras Lambda/custom layers)."""
     weights: Path | None = None
     runs: int | None = None
     timing_s: float = 2.0
@@ -67,6 +91,14 @@ class DeployRequest:
     are listed as skipped. Timing (``timing_s`` per run) and profiling come on top. None: no limit."""
     cache: bool = True
     """Reuse compiled and evaluated candidates from the search cache (``edgeopt.search_cache``)."""
+    objective: str = "latency"
+    """What ``--target auto`` and ``edgeopt compare`` optimize: ``latency`` (batch 1, p50 with p90 shown) or
+    ``throughput`` (samples/s over ``batches``, the largest batch whose p90 meets ``slo_ms`` when given)."""
+    targets: tuple[str, ...] = ()
+    """Targets ``--target auto`` searches; empty: every available target."""
+    compression: CompressionSpec | None = None
+    """Compress the torch source first (prune, distill, cluster, binarize, QAT; ``edgeopt.compress``); the
+    deploy then imports the compressed model and records every stage in ``manifest["compression"]``."""
 
 
 @dataclass(frozen=True)
@@ -158,156 +190,278 @@ def _check_request(request: DeployRequest) -> None:
     if request.budget_s is not None and not (math.isfinite(request.budget_s) and request.budget_s > 0):
         raise InputSpecError(f"--budget-s must be a positive number of seconds, got {request.budget_s}",
                              hint="leave --budget-s unset for no limit")
+    if request.objective not in OBJECTIVES:
+        raise InputSpecError(f"unknown objective {request.objective!r}", hint=f"choose one of: {', '.join(OBJECTIVES)}")
     if not math.isfinite(request.max_drop):
         raise InputSpecError(f"--max-drop must be a finite number, got {request.max_drop}",
                              hint="give the largest accepted drop in the metric's own units, e.g. 1.0")
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What every target's search shares, computed once: the normalized graph, data, the fp32 reference."""
+
+    graph: Graph
+    calibration: Dataset
+    evaluation: Dataset
+    reference_outputs: tuple[np.ndarray, ...]
+    batch: int
+    """The batch the normalized graph was built for."""
+    warnings: tuple[str, ...]
+    workdir: Path
+    compression: dict | None = None
+    """``edgeopt.compress`` record (stages before/after) when the request asked for compression."""
+
+
+@dataclass
+class TargetSearch:
+    """One target's candidate search: its candidates, and the runners still open for timing."""
+
+    target: TargetInfo
+    device: DeviceProfile
+    ctx: CandidateContext
+    search: Search
+    search_s: float
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return self.search.candidates
+
+    def close(self) -> None:
+        self.search.close()
+        self.search.runners.clear()
+
+
+def check_target(pm: PluginManager, name: str, precision: str) -> TargetInfo:
+    """The target called ``name``, refusing a precision it does not offer."""
+    target = pm.target(name)
+    if precision != "auto" and precision not in target.precisions:
+        raise TargetError(
+            f"target {target.name!r} does not support precision {precision!r}",
+            hint=f"choose one of: auto, {', '.join(target.precisions)}",
+        )
+    return target
+
+
+def prepare(request: DeployRequest, pm: PluginManager, events: Events, work: Path) -> Prepared:
+    """Import and normalize the model, load the data, run the fp32 reference: the stage every target shares."""
+    warnings_: list[str] = []
+    events.step("importing and normalizing the model")
+    options = ImportOptions(
+        input_shapes=dict(request.input_shapes), trust_pickle=request.trust_pickle, weights=request.weights,
+        trust_code=request.trust_code,
+    )
+    source, compression = compress_for_deploy(request, work, events)
+    warnings_.extend((compression or {}).get("warnings", []))
+    (work / "graph").mkdir()
+    graph = pm.import_model(source, options, work / "graph")
+    if graph is None:
+        raise ModelError(
+            f"no importer recognises {request.source!r}",
+            hint="give an .onnx file, a .keras file, a torch nn.Module or 'package.module:factory', or a "
+            "scikit-learn estimator",
+        )
+    for note in graph.notes:
+        events.warn(note)
+    warnings_.extend(graph.notes)
+    calib, evaluation, data_notes = _data(calibration_from_train(request), graph, events)  # --calib or --train
+    warnings_.extend(data_notes)
+    batch = batch_size_of(graph.inputs)
+    events.step("running the reference (fp32, ONNX Runtime CPU)")
+    reference = ReferenceRunner(graph.path, threads=request.threads)
+    try:
+        reference_outputs = tuple(run_outputs(reference, evaluation, batch=batch))
+    finally:
+        reference.close()
+    return Prepared(graph, calib, evaluation, reference_outputs, batch, tuple(warnings_), work, compression)
+
+
+def search_target(
+    request: DeployRequest,
+    prepared: Prepared,
+    target: TargetInfo,
+    device: DeviceProfile,
+    *,
+    pm: PluginManager,
+    events: Events,
+) -> TargetSearch:
+    """Compile, check and evaluate every candidate plan of one target; runners stay open for timing."""
+    began = time.monotonic()
+    graph = prepared.graph
+    plans = search_plans(pm, graph, target, device, request.precision, events)
+    if not plans:
+        raise TargetError(f"target {target.name!r} offered no plan for precision {request.precision!r}")
+    baseline = (
+        []
+        if any(p.precision == "fp32" for p, _ in plans) or "fp32" not in target.precisions
+        else [(p, "baseline") for p in pm.plan(graph, target, device, "fp32")[:1]]
+    )
+    workdir = prepared.workdir / f"target-{target.name}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx = CandidateContext(
+        pm=pm,
+        graph=graph,
+        target=target,
+        device=device,
+        calibration=prepared.calibration,
+        evaluation=prepared.evaluation,
+        reference_outputs=prepared.reference_outputs,
+        labels=trim_labels(prepared.evaluation, prepared.batch),
+        metric=request.metric,
+        max_drop=request.max_drop,
+        batch=prepared.batch,
+        threads=request.threads,
+        workdir=workdir,
+        events=events,
+        cache=open_cache(request, graph, target, device, pm, prepared.calibration, prepared.evaluation),
+        deadline=began + request.budget_s if request.budget_s is not None else None,
+    )
+    search = run_search(ctx, [*baseline, *plans], request.precision)
+    return TargetSearch(target, device, ctx, search, time.monotonic() - began)
+
+
+def time_searches(
+    searches: Sequence[TargetSearch],
+    prepared: Prepared,
+    *,
+    budget_s: float,
+    events: Events,
+    settle_runs: int = 0,
+    runs_per_round: int = 1,
+) -> None:
+    """Time every open runner of every search in one interleaved run (one runner busy at a time, the order
+    rotating each round; each turn ``settle_runs`` untimed then ``runs_per_round`` timed runs) and store the figures
+    in the candidates."""
+    runners = {f"{k}:{i}": r for k, s in enumerate(searches) for i, r in s.search.runners.items()}
+    if not runners:
+        return
+    events.step(f"timing {len(runners)} candidate(s), interleaved")
+    stats = time_candidates(
+        runners, feeds_for_batch(prepared.evaluation, prepared.batch), batch=prepared.batch, budget_s=budget_s,
+        settle_runs=settle_runs, runs_per_round=runs_per_round,
+    )
+    for k, s in enumerate(searches):
+        for i in s.search.runners:
+            s.candidates[i] = replace(s.candidates[i], latency=stats[f"{k}:{i}"])
+
+
 def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, events: Events | None = None) -> Deployment:
-    """Deploy ``request.source`` to ``request.target`` and return the verified artifact."""
+    """Deploy ``request.source`` to ``request.target`` and return the verified artifact.
+
+    ``target="auto"`` searches every available target and deploys the winner (``edgeopt.compare``)."""
     events = events or LogEvents()
     pm = pm or get_plugin_manager()
     _check_request(request)
-    target = pm.target(request.target)
-    if request.precision != "auto" and request.precision not in target.precisions:
-        raise TargetError(
-            f"target {target.name!r} does not support precision {request.precision!r}",
-            hint=f"choose one of: auto, {', '.join(target.precisions)}",
-        )
+    if request.target == AUTO_TARGET:
+        from edgeopt.compare import deploy_auto
+
+        return deploy_auto(request, pm=pm, events=events)
+    target = check_target(pm, request.target, request.precision)
     device = resolve_device(request.device, target)
     out = Path(request.out) if request.out else default_out(request.source, target.name)
     check_destination(out)  # fail before the work, not after it: user files at --out are never replaced
-    warnings_: list[str] = []
+    speedup = speedup_warnings(request.compression, target, pm.targets())
+    for note in speedup:
+        events.warn(note)
 
     with tempfile.TemporaryDirectory(prefix="edgeopt-") as tmp:
-        work = Path(tmp)
-        events.step("importing and normalizing the model")
-        options = ImportOptions(
-            input_shapes=dict(request.input_shapes), trust_pickle=request.trust_pickle, weights=request.weights
-        )
-        (work / "graph").mkdir()
-        graph = pm.import_model(request.source, options, work / "graph")
-        if graph is None:
-            raise ModelError(
-                f"no importer recognises {request.source!r}",
-                hint="give an .onnx file, a torch nn.Module or 'package.module:factory', or a scikit-learn estimator",
-            )
-        for note in graph.notes:
-            events.warn(note)
-        warnings_.extend(graph.notes)
-        calib, evaluation, data_notes = _data(request, graph, events)
-        warnings_.extend(data_notes)
-        batch = batch_size_of(graph.inputs)
-
-        events.step("running the reference (fp32, ONNX Runtime CPU)")
-        reference = ReferenceRunner(graph.path, threads=request.threads)
-        reference_outputs = run_outputs(reference, evaluation, batch=batch)
-        reference.close()
-
-        began = time.monotonic()
-        plans = search_plans(pm, graph, target, device, request.precision, events)
-        if not plans:
-            raise TargetError(f"target {target.name!r} offered no plan for precision {request.precision!r}")
-        baseline = (
-            []
-            if any(p.precision == "fp32" for p, _ in plans) or "fp32" not in target.precisions
-            else [(p, "baseline") for p in pm.plan(graph, target, device, "fp32")[:1]]
-        )
-        ctx = CandidateContext(
-            pm=pm,
-            graph=graph,
-            target=target,
-            device=device,
-            calibration=calib,
-            evaluation=evaluation,
-            reference_outputs=reference_outputs,
-            labels=trim_labels(evaluation, batch),
-            metric=request.metric,
-            max_drop=request.max_drop,
-            batch=batch,
-            threads=request.threads,
-            workdir=work,
-            events=events,
-            cache=open_cache(request, graph, target, device, pm, calib, evaluation),
-            deadline=began + request.budget_s if request.budget_s is not None else None,
-        )
-        search = run_search(ctx, [*baseline, *plans], request.precision)
-        search_s = time.monotonic() - began
-        candidates, runners = search.candidates, search.runners
+        prepared = prepare(request, pm, events, Path(tmp))
+        request = target_request(request, prepared.compression)  # --max-drop less what compression used
+        prepared = stages_on_target(prepared, target, device, pm=pm, request=request, events=events,
+                                    feeds=feeds_for_batch(prepared.evaluation, prepared.batch))
+        found = search_target(request, prepared, target, device, pm=pm, events=events)
         try:
-            if runners:
-                events.step(f"timing {len(runners)} candidate(s), interleaved")
-                stats = time_candidates(
-                    {str(i): r for i, r in runners.items()},
-                    feeds_for_batch(evaluation, batch),
-                    batch=batch,
-                    budget_s=request.timing_s,
-                )
-                for i in runners:
-                    candidates[i] = replace(candidates[i], latency=stats[str(i)])
+            time_searches([found], prepared, budget_s=request.timing_s, events=events)
         finally:
-            search.close()
+            found.close()
         selection = select(
-            candidates, precision=request.precision, force_precision=request.force_precision, max_drop=request.max_drop
+            found.candidates, precision=request.precision, force_precision=request.force_precision,
+            max_drop=request.max_drop,
         )
-        for w in selection.warnings:
-            events.warn(w)
-        warnings_.extend(selection.warnings)
-        chosen = selection.chosen
-        compiled = chosen.compiled
-        assert compiled is not None
-        report_sensitivity(ctx, search, chosen)
-        search_s += search.analysis_s
-        events.step(f"profiling {chosen.plan.label or chosen.plan.precision}")
-        summary = inspect_model(load_model(graph))
-        size_bytes = sum((compiled.directory / f).stat().st_size for f in compiled.files)
-        profile = profile_runner(
-            checked_batches(
-                lambda b: pm.runner(compiled, target, device, RunSettings(batch=b, threads=request.threads)),
-                lambda b: feeds_for_batch(evaluation, b),
-                base_batch=batch,
-            ),
+        path = finish(request, prepared, found, selection, out=out, pm=pm, events=events, extra_warnings=speedup)
+    return Deployment(path=path, manifest=verify_artifact(path),
+                      warnings=tuple(_warnings(prepared, selection, speedup)))
+
+
+def _warnings(prepared: Prepared, selection: Selection, extra: Sequence[str] = ()) -> list[str]:
+    return [*prepared.warnings, *selection.warnings, *extra]
+
+
+def finish(
+    request: DeployRequest,
+    prepared: Prepared,
+    found: TargetSearch,
+    selection: Selection,
+    *,
+    out: Path,
+    pm: PluginManager,
+    events: Events,
+    extra_warnings: Sequence[str] = (),
+    manifest_extra: Mapping[str, object] | None = None,
+) -> Path:
+    """Profile the selected candidate, build the manifest and write the artifact atomically to ``out``."""
+    for w in selection.warnings:
+        events.warn(w)
+    warnings_ = _warnings(prepared, selection, extra_warnings)
+    chosen, target, device, graph = selection.chosen, found.target, found.device, prepared.graph
+    evaluation, batch = prepared.evaluation, prepared.batch
+    compiled = chosen.compiled
+    assert compiled is not None
+    search, ctx = found.search, found.ctx
+    report_sensitivity(ctx, search, chosen)
+    search_s = found.search_s + search.analysis_s
+    events.step(f"profiling {chosen.plan.label or chosen.plan.precision}")
+    summary = inspect_model(load_model(graph))
+    size_bytes = sum((compiled.directory / f).stat().st_size for f in compiled.files)
+    profile = profile_runner(
+        checked_batches(
+            lambda b: pm.runner(compiled, target, device, RunSettings(batch=b, threads=request.threads)),
             lambda b: feeds_for_batch(evaluation, b),
-            batches=request.batches,
-            device=device,
-            meters=pm.energy_meters(device),
-            runs=request.runs,
-            budget_s=request.timing_s,
-            slo_ms=request.slo_ms,
-            size_bytes=size_bytes,
-            flops=summary.flops,
-            bytes_moved=summary.weight_bytes + summary.activation_bytes,
-            precision=chosen.plan.precision,
-            measure_memory=False,
-        )
-        memory_feeds = feeds_for_batch(evaluation, min(request.batches))
-        settings = RunSettings(batch=min(request.batches), threads=request.threads)
-        try:
-            memory = measure_memory(compiled, target, device, settings, memory_feeds)
-        except Exception as exc:  # e.g. a plugin registered only in this process: measure here, say so
-            events.warn(f"memory measured in this process (a fresh process could not load the target: {exc})")
-            memory = peak_memory(lambda: pm.runner(compiled, target, device, settings), memory_feeds)
-        profile = replace(profile, memory=memory)
-        manifest = build_manifest(
-            request=request,
-            graph=graph,
-            summary=summary,
-            target=target,
-            device=device,
-            chosen=chosen,
-            candidates=candidates,
-            profile=profile,
-            plugin_versions=pm.plugin_versions(),
-            warnings=warnings_,
-            calibration=calib,
-            evaluation=evaluation,
-        )
-        manifest["search"] = search_section(request, ctx, search, chosen, search_s)
-        manifest["sensitivity"] = sensitivity_rows(search, chosen)
-        events.step(f"writing the artifact to {out}")
-        files = {f: compiled.directory / f for f in compiled.files}
-        path = write_artifact(
-            out, files=files, manifest=manifest, report_md=render_markdown(manifest),
-            extra_text={HTML_NAME: render_html(manifest)},
-        )
-    return Deployment(path=path, manifest=verify_artifact(path), warnings=tuple(warnings_))
+            base_batch=batch,
+        ),
+        lambda b: feeds_for_batch(evaluation, b),
+        batches=request.batches,
+        device=device,
+        meters=pm.energy_meters(device),
+        runs=request.runs,
+        budget_s=request.timing_s,
+        slo_ms=request.slo_ms,
+        size_bytes=size_bytes,
+        flops=summary.flops,
+        bytes_moved=summary.weight_bytes + summary.activation_bytes,
+        precision=chosen.plan.precision,
+        measure_memory=False,
+    )
+    memory_feeds = feeds_for_batch(evaluation, min(request.batches))
+    settings = RunSettings(batch=min(request.batches), threads=request.threads)
+    try:
+        memory = measure_memory(compiled, target, device, settings, memory_feeds)
+    except Exception as exc:  # e.g. a plugin registered only in this process: measure here, say so
+        events.warn(f"memory measured in this process (a fresh process could not load the target: {exc})")
+        memory = peak_memory(lambda: pm.runner(compiled, target, device, settings), memory_feeds)
+    profile = replace(profile, memory=memory)
+    manifest = build_manifest(
+        request=request,
+        graph=graph,
+        summary=summary,
+        target=target,
+        device=device,
+        chosen=chosen,
+        candidates=found.candidates,
+        profile=profile,
+        plugin_versions=pm.plugin_versions(),
+        warnings=warnings_,
+        calibration=prepared.calibration,
+        evaluation=evaluation,
+    )
+    manifest["search"] = search_section(request, ctx, search, chosen, search_s)
+    manifest["sensitivity"] = sensitivity_rows(search, chosen)
+    if prepared.compression:
+        manifest["compression"] = with_deployed(prepared.compression, manifest["metrics"])
+    manifest.update(manifest_extra or {})
+    events.step(f"writing the artifact to {out}")
+    files = {f: compiled.directory / f for f in compiled.files}
+    return write_artifact(
+        out, files=files, manifest=manifest, report_md=render_markdown(manifest),
+        extra_text={HTML_NAME: render_html(manifest)},
+    )

@@ -115,3 +115,10 @@ class OutputPathError(EdgeoptError):
 
     code = "E710"
     default_hint = "choose a writable --out directory with free space"
+
+
+class RegistryError(EdgeoptError):
+    """The registry cannot be opened, or a name, version or stage is not in it."""
+
+    code = "E800"
+    default_hint = "run `edgeopt models` to list registered deployments"

@@ -28,6 +28,7 @@ from onnx import shape_inference, version_converter
 from onnx.external_data_helper import load_external_data_for_model
 
 from edgeopt.errors import InputSpecError, ModelError, OutputPathError, UnsupportedModelError
+from edgeopt.graph_canonical import plain_reshapes
 from edgeopt.graph_inspect import (
     GraphSummary,
     inspect_model,
@@ -416,6 +417,7 @@ def normalize(
             notes.append(f"ONNX Runtime cannot load the model ({problem}); kept it unsimplified")
         else:
             work = _simplify(work, options=options, workdir=workdir, notes=notes)
+    plain_reshapes(work)
     _name_nodes(work)
     work = _infer_shapes(work, workdir=workdir, notes=notes)
     path = _save(work, workdir)

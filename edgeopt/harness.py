@@ -188,6 +188,7 @@ def measure_interleaved(
     budget_s: float = 2.0,
     min_rounds: int = 5,
     batch: int = 1,
+    settle_runs: int = 0,
 ) -> dict[str, LatencyStats]:
     """Compare runners fairly: warm each up, then time them in rounds, never concurrently.
 
@@ -196,6 +197,8 @@ def measure_interleaved(
     ``feeds`` is shared, or a mapping from runner name to its own feeds. Each round times
     ``runs_per_round`` consecutive runs of each runner. Rounds stop after ``rounds`` when given, else
     when ``budget_s`` (all runners together) has elapsed and at least ``min_rounds`` were done.
+    ``settle_runs`` untimed runs open each runner's turn: when runners of different runtimes alternate, the
+    previous runtime's spinning thread pool goes idle and this one's wakes up before its runs are timed.
     """
     if not runners:
         return {}
@@ -223,6 +226,8 @@ def measure_interleaved(
             shift = done % len(order)
             for name in order[shift:] + order[:shift]:
                 runner, own, times = runners[name], per[name], samples[name]
+                for i in range(settle_runs):
+                    runner.run(own[i % len(own)])
                 for _ in range(runs_per_round):
                     feed = own[len(times) % len(own)]
                     t0 = clock()

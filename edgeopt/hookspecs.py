@@ -12,6 +12,7 @@ the plugin's name and never takes other plugins down.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import typer
 
     from edgeopt.plugins import TargetRegister
+    from edgeopt.registry.records import DeploymentRecord
     from edgeopt.types import (
         Compiled,
         Dataset,
@@ -122,4 +124,20 @@ def edgeopt_runner(
 
     The runner must accept feeds whose batch dimension equals ``settings.batch`` and return
     outputs in graph order. Raise ``TargetUnavailable`` when the device is not present.
+    """
+
+
+# --- after deploy ---------------------------------------------------------------------------------
+
+
+@hookspec
+def edgeopt_deployment_registered(record: DeploymentRecord) -> Mapping[str, str] | None:
+    """A deploy was written, verified and committed to the deployment registry as ``record``.
+
+    ``record`` (``edgeopt.registry.DeploymentRecord``) holds the name and version, source fingerprint,
+    target, device, plan, metrics, profile figures with their methods, the artifact's absolute path and
+    its manifest hash. Mirror it elsewhere (an experiment tracker, a model registry) and return links to
+    keep with the entry, e.g. ``{"mlflow_run": "runs:/<id>"}``, or None. Read the artifact; never modify,
+    move or delete it. Called on every plugin that implements it; one that raises is reported as a
+    warning on the deploy and never undoes it. Not called when the registry is off (``EDGEOPT_REGISTRY=off``).
     """

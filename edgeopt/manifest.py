@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeopt import __version__
 from edgeopt.artifact import MANIFEST_SCHEMA_VERSION
+from edgeopt.layouts import read_layouts
 from edgeopt.metrics import metric_unit
 from edgeopt.types import Dataset, DeviceProfile, Graph, PassSpec, TargetInfo, TensorSpec
 
@@ -51,6 +52,12 @@ def _jsonable(value: Any) -> Any:
 
 def tensor_dict(spec: TensorSpec) -> dict:
     return {"name": spec.name, "dtype": spec.dtype, "shape": list(spec.shape)}
+
+
+def input_dicts(graph: Graph) -> list[dict]:
+    """The graph's inputs, each with the ``layout`` (``NHWC``, ``NCHW``...) its importer recorded, if any."""
+    layouts = read_layouts(graph.path)
+    return [tensor_dict(s) | ({"layout": layouts[s.name]} if s.name in layouts else {}) for s in graph.inputs]
 
 
 def pass_dict(spec: PassSpec) -> dict:
@@ -121,7 +128,7 @@ def build_manifest(
         "graph": {
             "fingerprint": graph.fingerprint,
             "opset": graph.opset,
-            "inputs": [tensor_dict(s) for s in graph.inputs],
+            "inputs": input_dicts(graph),
             "outputs": [tensor_dict(s) for s in graph.outputs],
             "notes": list(graph.notes),
             "params": summary.params,

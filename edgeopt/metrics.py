@@ -278,6 +278,24 @@ def infer_task_metric(outputs: Outputs | np.ndarray, labels: np.ndarray) -> str:
     return "mse"
 
 
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "precision_macro", "recall_macro", "f1_macro"),
+    "regression": ("mse", "mae", "r2"),
+}
+"""The metrics ``metric_suite`` reports for each kind of task."""
+
+
+def metric_suite(outputs: Outputs | np.ndarray, labels: np.ndarray, *, kind: str | None = None) -> dict[str, float]:
+    """Every metric of the task's kind, by name: accuracy/precision/recall/F1 (macro, points) for a classifier,
+    MSE/MAE/R² for a regressor. ``kind`` (``classification`` or ``regression``) is inferred like
+    ``infer_task_metric`` when None. ``outputs`` may be a model's outputs or a framework's own predictions
+    (1-D labels, or a regressor's values)."""
+    kind = kind or METRICS[infer_task_metric(outputs, labels)].kind
+    if kind not in TASK_METRICS:
+        raise DataError(f"unknown task kind {kind!r}", hint=f"choose one of: {', '.join(TASK_METRICS)}")
+    return {name: _FUNCS[name](outputs, labels) for name in TASK_METRICS[kind]}
+
+
 # ----------------------------------------------------------------------------------------- fidelity
 
 

@@ -33,6 +33,7 @@ from edgeopt.errors import EdgeoptError, PluginError, TargetError, TargetUnavail
 if TYPE_CHECKING:
     import typer
 
+    from edgeopt.registry.records import DeploymentRecord
     from edgeopt.types import (
         Compiled,
         Dataset,
@@ -52,6 +53,7 @@ BUILTIN_PLUGINS = (
     "edgeopt.importers.onnx_file",
     "edgeopt.importers.torch",
     "edgeopt.importers.sklearn",
+    "edgeopt.importers.keras",
     "edgeopt.energy",
 )
 
@@ -148,9 +150,11 @@ class TargetRegister:
         reason: str = "",
         device_kinds: tuple[str, ...] | list[str] = ("cpu",),
         tolerances: Mapping[str, float] | None = None,
+        compression_speedups: tuple[str, ...] | list[str] = (),
     ) -> None:
         """Record one target. ``tolerances`` maps a precision to its largest acceptable error against
-        the fp32 reference (``max|out - ref| / max|ref|``); see ``TargetInfo.tolerances``."""
+        the fp32 reference (``max|out - ref| / max|ref|``); see ``TargetInfo.tolerances``.
+        ``compression_speedups``: see ``TargetInfo.compression_speedups``."""
         if not available and not reason:
             raise PluginError(f"plugin {self.plugin!r} marked target {name!r} unavailable without a reason")
         _check_tolerances(self.plugin, name, tuple(precisions), dict(tolerances or {}))
@@ -164,6 +168,7 @@ class TargetRegister:
                 reason=reason,
                 device_kinds=tuple(device_kinds),
                 tolerances=dict(tolerances or {}),
+                compression_speedups=tuple(compression_speedups),
             )
         )
 
@@ -420,6 +425,21 @@ class PluginManager:
                 self._call(fn, args, {"app": app})
             except Exception as exc:
                 self._quarantine(name, "edgeopt_cli_commands", exc)
+
+    def deployment_registered(self, record: DeploymentRecord) -> tuple[dict[str, str], list[str]]:
+        """Tell every plugin about a registered deployment; return the links they gave and their failures
+        (``plugin 'x' failed ...`` lines for the caller to warn about; a failing plugin is not quarantined)."""
+        links: dict[str, str] = {}
+        problems: list[str] = []
+        for name, fn, args in self._impls("edgeopt_deployment_registered"):
+            try:
+                found = self._call(fn, args, {"record": record})
+            except Exception as exc:
+                problems.append(f"plugin {name!r} failed in edgeopt_deployment_registered: {type(exc).__name__}: {exc}")
+                continue
+            if isinstance(found, Mapping):
+                links.update({str(k): str(v) for k, v in found.items()})
+        return links, problems
 
     # -- diagnosis ---------------------------------------------------------------------------------
 

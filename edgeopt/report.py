@@ -19,16 +19,62 @@ def render_markdown(manifest: Mapping[str, Any]) -> str:
         _title(m),
         _warnings(m),
         _summary(m),
+        _previous(m),
         _latency(m),
+        _runtimes(m),
         _candidates(m),
         _search(m),
         _sensitivity(m),
+        _compression(m),
         _passes(m),
         _model(m),
         _environment(m),
         _files(m),
     ]
     return "\n\n".join(s for s in sections if s).rstrip() + "\n"
+
+
+def _compression(m: Mapping[str, Any]) -> str:
+    """Every compression stage (``edgeopt.compress``) before/after: params, FLOPs, size, metric, latency."""
+    c = m.get("compression")
+    if not isinstance(c, Mapping) or not c.get("stages"):
+        return ""
+    rows = [
+        (s.get("name"), s.get("params"), s.get("nonzero_params"), s.get("flops"), _bytes(s.get("size_bytes")),
+         _fmt(s.get("metric")), _seconds((s.get("latency") or {}).get("p50_s")))
+        for s in c["stages"]
+    ]
+    method = (c["stages"][0].get("latency") or {}).get("method", "")
+    lines = ["## Compression", "",
+             _table(["stage", "params", "nonzero", "FLOPs", "size", "metric", "p50"], rows), "",
+             f"Latency: {method}, batch {(c['stages'][0].get('latency') or {}).get('batch')}."]
+    deployed, budget = c.get("deployed") or {}, c.get("budget") or {}
+    if deployed:
+        lines.append(f"Deployed model: metric {_fmt(deployed.get('metric'))}, drop against the uncompressed model "
+                     f"{_fmt(deployed.get('drop_vs_uncompressed'))}.")
+    if budget:
+        lines.append(f"--max-drop {_fmt(budget.get('max_drop'))}: compression used "
+                     f"{_fmt(budget.get('compression_drop'))}, the target's check got "
+                     f"{_fmt(budget.get('target_max_drop'))}.")
+    lines += [f"- {n}" for n in c.get("notes") or []]
+    return "\n".join(lines)
+
+
+def _previous(m: Mapping[str, Any]) -> str:
+    """The last registered version's figures next to this deploy's, linked (see ``edgeopt.registry``)."""
+    from edgeopt.registry.report_section import markdown
+
+    return markdown(m)
+
+
+def _runtimes(m: Mapping[str, Any]) -> str:
+    """``--target auto``: every target measured and why the winner won (see ``edgeopt.compare``)."""
+    selection = m.get("selection")
+    if not isinstance(selection, Mapping):
+        return ""
+    from edgeopt.compare_report import markdown_table
+
+    return f"## Runtimes compared (--target auto)\n\n{markdown_table(selection)}\n\nWinner: {selection.get('why', '')}"
 
 
 # -------------------------------------------------------------------------------------------- helpers

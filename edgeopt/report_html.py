@@ -235,6 +235,22 @@ def _facts(manifest: Mapping[str, Any]) -> str:
     return "<ul>" + "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in items) + "</ul>"
 
 
+def _previous_section(m: Mapping[str, Any]) -> str:
+    """The last registered version's figures next to this deploy's, linked (see ``edgeopt.registry``)."""
+    from edgeopt.registry.report_section import html_section
+
+    return html_section(m)
+
+
+def _runtimes_section(m: Mapping[str, Any]) -> str:
+    """``--target auto``: every target measured, plotted, and why the winner won (see ``edgeopt.compare``)."""
+    if not isinstance(m.get("selection"), Mapping):
+        return ""
+    from edgeopt.compare_report import html_section
+
+    return "<h2>Runtimes compared (--target auto)</h2>" + html_section(m["selection"])
+
+
 def render_html(manifest: Mapping[str, Any]) -> str:
     """A self-contained HTML page for a deploy manifest (no scripts, no external files)."""
     m = manifest if isinstance(manifest, Mapping) else {}
@@ -246,6 +262,8 @@ def render_html(manifest: Mapping[str, Any]) -> str:
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         _facts(m),
+        _previous_section(m),
+        _runtimes_section(m),
         "<h2>Latency vs quality</h2>",
         _plot(pareto_figure, m, "No candidate has both a latency and a metric value to plot."),
         "<h2>Candidates</h2>",

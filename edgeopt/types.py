@@ -86,6 +86,9 @@ class ImportOptions:
     """Refuse any single tensor the model declares larger than this."""
     dynamic_dim_default: int = 1
     """Size given to a dynamic dimension the user did not fix (with a warning)."""
+    trust_code: bool = False
+    """Allow a model file to run code from outside its framework while loading: Keras Lambda layers and
+    Python lambdas (``safe_mode=False``), custom layers/functions (their modules are imported)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,11 @@ class TargetInfo:
     """Largest error each precision may show against the fp32 reference, as ``max|out - ref| / max|ref|``
     per output. The conformance suite (``edgeopt.testing``) holds runners to it; a precision left out
     gets ``edgeopt.testing.DEFAULT_TOLERANCES``."""
+    compression_speedups: tuple[str, ...] = ()
+    """Pruning kinds (``edgeopt.compress``) this target turns into speed: ``structured`` (fewer channels, a
+    smaller dense model), ``2:4`` (semi-structured sparse kernels, e.g. TensorRT on sparse tensor cores),
+    ``unstructured``. A deploy asked for a kind the target does not list warns that it gains no speed there.
+    Size from ``--cluster``/``--binarize`` needs no declaration: every target loads the smaller file."""
 
 
 @dataclass(frozen=True)

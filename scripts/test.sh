@@ -2,7 +2,7 @@
 # Set up, then run the whole test suite (core and every first-party plugin). Exit 5 (no tests) is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --test
 VENV="${EDGEOPT_VENV:-.venv}"
 "$VENV/bin/ruff" check edgeopt plugins examples tests
 set +e

@@ -503,3 +503,22 @@ def test_inspect_counts_flops_exactly_on_a_tiny_graph():
     assert summary.activation_bytes == 2 * (2 * 5 * 4)
     assert summary.dynamic_dims == (("x", 0, "batch"), ("y", 0, "batch"))
     assert summary.to_dict()["dynamic_dims"][0] == {"tensor": "x", "axis": 0, "name": "batch"}
+
+
+def test_reshape_allowzero_is_dropped_only_where_it_changes_nothing(tmp_path):
+    """Converters (onnx2torch, TFLite paths) refuse allowzero=1; with a constant target shape holding no 0 it is
+    a no-op and normalization drops it; with a shape known only at run time it stays."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])
+    s = helper.make_tensor_value_info("s", TensorProto.INT64, [2])
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Reshape", ["r", "plain"], ["a"], allowzero=1),
+             helper.make_node("Reshape", ["a", "s"], ["y"], allowzero=1)]
+    inits = [numpy_helper.from_array(np.array([3, 4], np.int64), "plain")]
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["d0", "d1"])
+    model = _tiny(nodes, [x, s], [y], initializers=inits, opset=17)
+    graph = normalize(model, source_fingerprint="t", source_format="onnx", options=ImportOptions(simplify=False),
+                      workdir=tmp_path)
+    reshapes = [n for n in load_model(graph).graph.node if n.op_type == "Reshape"]
+    assert [next((a.i for a in n.attribute if a.name == "allowzero"), 0) for n in reshapes] == [0, 1]
+    feeds = {"x": np.arange(12, dtype=np.float32).reshape(2, 6) - 6, "s": np.array([4, 3], np.int64)}
+    np.testing.assert_array_equal(_run(graph.path, feeds)[0], _run(model, feeds)[0])

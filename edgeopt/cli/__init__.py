@@ -7,7 +7,15 @@ import sys
 
 import typer
 
-from edgeopt.cli import artifact_commands, deploy_command, info_commands, plugin_commands
+from edgeopt.cli import (
+    artifact_commands,
+    compare_command,
+    deploy_command,
+    info_commands,
+    monitor_command,
+    plugin_commands,
+    registry_commands,
+)
 from edgeopt.errors import EdgeoptError
 
 app = typer.Typer(
@@ -18,9 +26,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 deploy_command.register(app)
+compare_command.register(app)
 artifact_commands.register(app)
 info_commands.register(app)
 plugin_commands.register(app)
+registry_commands.register(app)
+monitor_command.register(app)
 
 
 def _add_plugin_commands() -> None:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from edgeopt.cli import compress_options as co
 from edgeopt.cli.options import parse_input_shapes, parse_int_list
 from edgeopt.cli.render import candidates_table, fmt_bytes, fmt_num, print_profile_extras, profile_table
 
@@ -44,14 +45,24 @@ def summary(deployment) -> dict:  # noqa: ANN001 - a Deployment
         "source": m["source"],
         "search": m.get("search"),
         "sensitivity": m.get("sensitivity"),
+        "selection": m.get("selection"),
     }
 
 
 def deploy(
     model: Annotated[
-        str, typer.Argument(help="An .onnx file, 'package.module:factory' (torch), or a .joblib (sklearn)")
+        str,
+        typer.Argument(help="An .onnx file, 'package.module:factory' (torch), a .keras file, or a .joblib (sklearn)"),
     ],
-    target: Annotated[str, typer.Option("--target", "-t", help="Target name (see `edgeopt targets`)")] = "cpu",
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="Target (see `edgeopt targets`), or auto: compare, deploy the best")
+    ] = "cpu",
+    targets: Annotated[
+        str | None, typer.Option(help="With --target auto: comma-separated targets to compare (default: all)")
+    ] = None,
+    objective: Annotated[
+        str, typer.Option(help="With --target auto: latency (p50), latency-p90 or throughput (samples/s, SLO on p90)")
+    ] = "latency",
     device: Annotated[str | None, typer.Option(help="Device profile name or YAML path (default: this host)")] = None,
     precision: Annotated[
         str, typer.Option(help="auto, fp32, fp16, int8, int8-dynamic (what the target offers)")
@@ -74,6 +85,9 @@ def deploy(
     out: Annotated[Path | None, typer.Option(help="Artifact directory (default: ./<model>-<target>.edgeopt)")] = None,
     weights: Annotated[Path | None, typer.Option(help="Weights for a torch factory (.safetensors or .pt)")] = None,
     trust_pickle: Annotated[bool, typer.Option(help="Allow pickled models (runs code from the file!)")] = False,
+    trust_code: Annotated[
+        bool, typer.Option(help="Allow Keras Lambda/custom layers in a .keras file (runs code from the file!)")
+    ] = False,
     force_precision: Annotated[
         bool, typer.Option(help="Ship the requested precision even if slower than fp32")
     ] = False,
@@ -87,7 +101,21 @@ def deploy(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Compile and evaluate every candidate afresh (ignore the search cache)")
     ] = False,
+    name: Annotated[
+        str | None, typer.Option(help="Name in the deployment registry (default: the model file's stem)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
+    prune: co.PruneOpt = None,
+    distill: co.DistillOpt = False,
+    cluster: co.ClusterOpt = None,
+    binarize: co.BinarizeOpt = False,
+    qat: co.QatOpt = False,
+    train: co.TrainOpt = None,
+    epochs: co.EpochsOpt = 10,
+    optimizer: co.OptimizerOpt = "adam",
+    lr: co.LrOpt = 1e-3,
+    lr_schedule: co.ScheduleOpt = "cosine",
+    seed: co.SeedOpt = 0,
 ) -> None:
     """Optimize MODEL for a target, check its accuracy, profile it, and write a verified artifact."""
     from edgeopt.api import deploy as sdk_deploy
@@ -110,16 +138,27 @@ def deploy(
             out=out,
             weights=weights,
             trust_pickle=trust_pickle,
+            trust_code=trust_code,
             force_precision=force_precision,
             runs=runs,
             timing_s=timing_s,
             threads=threads,
             budget_s=budget_s,
             cache=not no_cache,
+            objective=objective,
+            targets=[t.strip() for t in targets.split(",") if t.strip()] if targets else None,
+            name=name,
+            compression=co.compression_spec(
+                prune=prune, distill=distill, cluster=cluster, binarize=binarize, qat=qat, train=train,
+                epochs=epochs, optimizer=optimizer, lr=lr, lr_schedule=lr_schedule, seed=seed,
+            ),
             events=events,
         )
+    from edgeopt.registry.lifecycle import registered
+
+    record = registered(deployment)
     if as_json:
-        typer.echo(json.dumps(summary(deployment), sort_keys=True))
+        typer.echo(json.dumps({**summary(deployment), "registered": record.ref if record else None}, sort_keys=True))
         return
     m = deployment.manifest
     console = Console()
@@ -133,7 +172,10 @@ def deploy(
         f"{fmt_num(metrics.get('candidate'))}, drop {fmt_num(metrics.get('drop'), 3)} {unit} "
         f"(budget --max-drop {metrics['max_drop']:g} {unit})"
     )
+    co.print_compression(console, m)
     print_search(console, m)
+    if m.get("selection"):
+        console.print(f"--target auto: {m['selection']['why']}")
     fid = metrics.get("fidelity") or {}
     if fid:
         console.print("fidelity to the original: " + ", ".join(f"{k} {fmt_num(v)}" for k, v in fid.items()))
@@ -141,6 +183,10 @@ def deploy(
         f"[bold green]deployed[/] {m['plan']['label'] or m['plan']['precision']} → {deployment.path} "
         f"({fmt_bytes(m['profile'].get('size_bytes'))}, verified; plots in {deployment.path / 'report.html'})"
     )
+    for note in m["plan"].get("notes") or []:
+        console.print(f"[dim]note:[/] {note}")
+    if record is not None:
+        console.print(f"registered as {record.ref} (edgeopt show {record.ref})")
 
 
 def print_search(console: Console, m: dict) -> None:

@@ -56,13 +56,14 @@ def targets(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     if as_json:
         _echo_json([asdict(t) for t in found])
         return
-    table = Table("target", "plugin", "available", "precisions", "description / reason")
+    table = Table("target", "plugin", "available", "precisions", "faster with pruning", "description / reason")
     for t in found:
         table.add_row(
             t.name,
             t.plugin,
             "[green]yes[/]" if t.available else "[red]no[/]",
             ", ".join(t.precisions),
+            ", ".join(t.compression_speedups) or "-",
             t.description if t.available else t.reason,
         )
     Console().print(table)

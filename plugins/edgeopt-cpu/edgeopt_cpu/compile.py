@@ -1,7 +1,9 @@
 """Build a plan's model for the ONNX Runtime CPU provider: run its passes in order into ``workdir``.
 
-Passes: ``ort-optimize`` (offline graph optimization), ``quantize-static`` (QDQ int8, calibrated),
-``quantize-dynamic`` (int8 weights). Quantization works on the normalized graph and its QDQ output
+Passes: ``ort-optimize`` (offline graph optimization), ``transformer-fuse`` (ONNX Runtime's transformer
+optimizer: Attention, SkipLayerNormalization, BiasGelu; core ``edgeopt.passes.transformer_fusion``),
+``quantize-static`` (QDQ int8, calibrated), ``quantize-dynamic`` (int8 weights). Quantization works on the
+normalized graph and its QDQ output
 is kept as is, so ``model.onnx`` loads in any ONNX Runtime; the runner's session applies the
 host-specific fusions at load time.
 
@@ -27,10 +29,11 @@ from edgeopt.passes.ort_quantize import (
     quantize_dynamic_int8,
     quantize_static_int8,
 )
+from edgeopt.passes.transformer_fusion import TransformerFusionOptions, fuse_transformer
 from edgeopt.types import Compiled, Dataset, Graph, PassSpec, Plan
 
 MODEL_FILE = "model.onnx"
-PASSES = ("ort-optimize", "quantize-static", "quantize-dynamic")
+PASSES = ("ort-optimize", "transformer-fuse", "quantize-static", "quantize-dynamic")
 GRANULARITIES = ("per-channel", "per-tensor")
 _ACTIVATIONS = ("Relu", "Clip")
 """Activations ORT's QDQ quantizer removes in front of a QuantizeLinear (see ``_float_inputs``)."""
@@ -146,6 +149,10 @@ def _apply(spec: PassSpec, src: Path, dst: Path, calibration: Dataset, plan: Pla
             )
         optimize_offline(src, dst, level=level)
         return PassSpec(spec.name, {"level": level}), ()
+    if spec.name == "transformer-fuse":
+        fusion = TransformerFusionOptions.from_params(params)
+        done = fuse_transformer(src, dst, fusion)
+        return PassSpec(spec.name, {**fusion.to_params(), **done.as_params()}), (done.summary,)
     if spec.name == "quantize-static":
         static = StaticInt8Options.from_params(params)
         report = quantize_static_int8(src, dst, calibration, static)

@@ -11,16 +11,24 @@ The int8 settings follow the CPU's integer dot-product support:
 
 Dynamic quantization is offered for ``auto`` only when MatMul/Gemm outnumber convolutions: on conv
 nets ConvInteger with run-time activation quantization is several times slower than float.
+
+Transformer encoders (``edgeopt.family.detect_family``: attention blocks and layer norms in the graph) get
+every plan on top of ``transformer-fuse`` (ONNX Runtime's Attention/SkipLayerNorm/BiasGelu fusion), plus
+the plain fp32 plan as the unfused alternative. Their static int8 quantizes only MatMul/Gemm: the
+attention mask adds float-min values before the Softmax, and calibrating the Add/Softmax ranges on them
+would leave every other score in one quantization step.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edgeopt.errors import TargetError
+from edgeopt.family import Family, detect_family
 from edgeopt.hostinfo import physical_cores
 from edgeopt.passes.ort_quantize import DynamicInt8Options, StaticInt8Options
+from edgeopt.passes.transformer_fusion import TransformerFusionOptions
 from edgeopt.types import DeviceProfile, Graph, PassSpec, Plan
 
 TARGET = "cpu"
@@ -32,6 +40,7 @@ _VNNI = ("avx512_vnni", "avx_vnni", "amx_int8", "amx_tile", "amx")
 _ARM = ("neon", "asimd", "dotprod", "i8mm")
 _CONV = ("Conv", "ConvTranspose")
 _MATMUL = ("MatMul", "Gemm")
+FUSE = "transformer-fuse"
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,22 @@ def op_histogram(graph: Graph) -> Counter[str]:
     return Counter(node.op_type for node in model.graph.node)
 
 
+def is_prequantized(graph: Graph) -> bool:
+    """True for a QDQ graph (QuantizeLinear and DequantizeLinear, e.g. exported after quantization-aware
+    training): it is compiled as given, never quantized a second time."""
+    ops = op_histogram(graph)
+    return ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
+
+
+def prequantized_plan(device: DeviceProfile) -> Plan:
+    """The one plan for an already-quantized graph, whatever precision was asked: its QDQ as given (ORT fuses
+    it into integer kernels at load)."""
+    return Plan(
+        TARGET, "int8", (), label="int8 QDQ as given (pre-quantized)", threads=device.cores or physical_cores(),
+        notes=("the graph is already quantized (QuantizeLinear/DequantizeLinear, e.g. from QAT): not re-quantized",),
+    )
+
+
 def plan_candidates(graph: Graph, device: DeviceProfile, precision: str) -> list[Plan]:
     """Candidate plans for ``precision`` (``auto`` or one of ``PRECISIONS``), best guess first."""
     if precision != "auto" and precision not in PRECISIONS:
@@ -120,6 +145,11 @@ def plan_candidates(graph: Graph, device: DeviceProfile, precision: str) -> list
             f"target {TARGET!r} cannot compile precision {precision!r}",
             hint=f"choose auto or one of {', '.join(PRECISIONS)}",
         )
+    if is_prequantized(graph):
+        return [prequantized_plan(device)]
+    family = detect_family(graph.path)
+    if family.is_transformer:
+        return _transformer_plans(family, device, precision)
     threads = device.cores or physical_cores()
     cls = isa_class(tuple(device.isa))
     fp32 = Plan(
@@ -159,3 +189,28 @@ def plan_candidates(graph: Graph, device: DeviceProfile, precision: str) -> list
     if matmuls > convs:
         plans.append(dynamic)
     return plans
+
+
+def _transformer_plans(family: Family, device: DeviceProfile, precision: str) -> list[Plan]:
+    """Plans for a transformer encoder: fused fp32, then int8 on the fused graph, and unfused fp32."""
+    threads = device.cores or physical_cores()
+    cls = isa_class(tuple(device.isa))
+    fuse = PassSpec(FUSE, TransformerFusionOptions(num_heads=family.num_heads or 0,
+                                                   hidden_size=family.hidden_size or 0).to_params())
+    why = f"transformer encoder: {family.evidence}"
+    mask = "static int8 on MatMul/Gemm only: the attention mask's float-min values stay out of calibration"
+    fused = Plan(TARGET, "fp32", (fuse,), label="fp32 (ORT transformer fusion)", threads=threads, notes=(why,))
+    plain = Plan(TARGET, "fp32", (PassSpec("ort-optimize", {"level": FP32_LEVEL}),), label="fp32 (ORT extended)",
+                 threads=threads)
+    statics = [
+        Plan(TARGET, "int8", (fuse, PassSpec("quantize-static", replace(o, op_types=_MATMUL).to_params())),
+             label=f"{static_label(o, cls.tag)} + transformer fusion", threads=threads, notes=(why, cls.note, mask))
+        for o in cls.statics[:2]
+    ]
+    dynamic = Plan(TARGET, "int8-dynamic", (fuse, PassSpec("quantize-dynamic", cls.dynamic.to_params())),
+                   label=f"{dynamic_label(cls.dynamic, cls.tag)} + transformer fusion", threads=threads,
+                   notes=(why, cls.note))
+    by_precision = {"fp32": [fused, plain], "int8": statics, "int8-dynamic": [dynamic]}
+    if precision != "auto":
+        return by_precision[precision]
+    return [fused, dynamic, *statics, plain]

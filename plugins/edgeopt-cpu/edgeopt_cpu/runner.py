@@ -43,6 +43,8 @@ class OrtCpuRunner:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 4
+        if _decode_only_dequantize(Path(model_path)):
+            options.add_session_config_entry("session.disable_quant_qdq", "1")  # fold weight decodes at load
         self._path = Path(model_path)
         source: str | bytes = str(model_path)
         fixed = _fixed_batch(self._path)
@@ -80,6 +82,16 @@ class OrtCpuRunner:
     def close(self) -> None:
         """Drop the session (ORT frees its memory when the last reference goes)."""
         self._session = None
+
+
+def _decode_only_dequantize(path: Path) -> bool:
+    """True for a model with DequantizeLinear but no QuantizeLinear: DQ there only decodes compactly stored weights
+    (edgeopt.compress: codebooks, signs), which ORT folds at load only with QDQ handling off; a QDQ int8 model
+    (with QuantizeLinear) keeps ORT's QDQ fusions."""
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+    return "DequantizeLinear" in ops and "QuantizeLinear" not in ops
 
 
 def _fixed_batch(path: Path) -> int | None:

@@ -47,6 +47,7 @@ def edgeopt_register_targets(register: TargetRegister) -> None:
         reason=status.reason,
         device_kinds=("gpu",),
         tolerances=TOLERANCES,
+        compression_speedups=("structured",),  # "2:4" once tensorrt_options sets trt_sparsity_enable
     )
 
 

@@ -50,6 +50,7 @@ def edgeopt_register_targets(register: TargetRegister) -> None:
             available=available,
             reason=reason,
             device_kinds=(spec.kind,),
+            compression_speedups=("structured",),
         )
 
 

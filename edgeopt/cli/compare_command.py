@@ -1,0 +1,110 @@
+"""``edgeopt compare``: every target's best configuration for one model on one device, in one table."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgeopt.cli.deploy_command import CliEvents
+from edgeopt.cli.options import parse_input_shapes, parse_int_list
+
+
+def _table(comparison: dict) -> Table:
+    from edgeopt.compare_report import rows
+
+    isa = ", ".join(comparison.get("device_isa") or []) or "ISA unknown"
+    table = Table(title=f"Best configuration per target on {comparison['device']} ({isa}; "
+                  f"objective: {comparison['objective']}, --max-drop {comparison['max_drop']:g})",
+                  title_justify="left")
+    for h in ("target", "plan", "thr x batch", "p50 ± sd", "p90", "samples/s", "size", "metric (drop)", "energy",
+              "status"):
+        table.add_column(h, no_wrap=h in ("target", "thr x batch", "p90", "samples/s", "size"))
+    for r in rows(comparison):
+        target, plan, _precision, setting, p50, p90, tput, size, metric, drop, energy, status = r
+        style = "bold green" if status == "winner" else ("dim" if plan == "—" else "")
+        metric_cell = "—" if metric == "—" else f"{metric} ({drop})"
+        table.add_row(target, plan, setting, p50, p90, tput, size, metric_cell, energy, status, style=style)
+    table.caption = f"winner: {comparison['why']}\ntiming: {comparison['timing'].get('method', '')}"
+    table.caption_justify = "left"
+    return table
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def compare(
+    model: Annotated[
+        str, typer.Argument(help="An .onnx or .keras file, 'package.module:factory' (torch), or a .joblib")
+    ],
+    targets: Annotated[
+        str | None, typer.Option(help="Comma-separated targets to compare, e.g. cpu,openvino (default: all)")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Device profile name or YAML path (default: this host)")] = None,
+    precision: Annotated[str, typer.Option(help="auto, or one precision every target must use")] = "auto",
+    calib: Annotated[Path | None, typer.Option(help="Calibration data: .npz or an image folder")] = None,
+    eval_: Annotated[Path | None, typer.Option("--eval", help="Evaluation data (.npz with optional 'labels')")] = None,
+    max_drop: Annotated[float, typer.Option(help="Largest accepted drop of the metric, in its own units")] = 1.0,
+    metric: Annotated[str | None, typer.Option(help="Metric name (default: inferred), see `edgeopt deploy`")] = None,
+    objective: Annotated[
+        str,
+        typer.Option(help="latency (batch 1, p50), latency-p90 (batch 1, p90), or throughput (samples/s over "
+                     "--batch, SLO on p90)"),
+    ] = "latency",
+    batch: Annotated[str, typer.Option(help="Batch sizes tried for --objective throughput, e.g. 1,4,8")] = "1",
+    slo_ms: Annotated[float | None, typer.Option(help="Throughput objective: p90 latency limit per call")] = None,
+    input_shape: Annotated[list[str] | None, typer.Option(help="NAME=1x3x224x224, or DIMS for a single input")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights for a torch factory (.safetensors or .pt)")] = None,
+    trust_pickle: Annotated[bool, typer.Option(help="Allow pickled models (runs code from the file!)")] = False,
+    trust_code: Annotated[
+        bool, typer.Option(help="Allow .keras files with Lambda layers or custom objects (runs their code!)")
+    ] = False,
+    threads: Annotated[int | None, typer.Option(help="Pin the thread count (default: searched)")] = None,
+    timing_s: Annotated[float, typer.Option(help="Seconds of timing per configuration")] = 2.0,
+    budget_s: Annotated[float | None, typer.Option(help="Time limit per target's candidate search")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the search cache")] = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="HTML report path (default: ./<model>-compare.html)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
+) -> None:
+    """Find the best runtime for MODEL on one device: each target's --precision auto search, timed together."""
+    from edgeopt.api import compare as sdk_compare
+    from edgeopt.compare_report import render_compare_html
+
+    err = Console(stderr=True)
+    events = CliEvents(err)
+    with events.status:
+        comparison = sdk_compare(
+            model,
+            targets=[t.strip() for t in targets.split(",") if t.strip()] if targets else None,
+            device=device, precision=precision, calib=calib, eval=eval_, max_drop=max_drop, metric=metric,
+            objective=objective, batch=parse_int_list(batch, what="--batch"), slo_ms=slo_ms,
+            input_shapes=parse_input_shapes(input_shape), weights=weights, trust_pickle=trust_pickle,
+            trust_code=trust_code, threads=threads, timing_s=timing_s,
+            budget_s=budget_s, cache=not no_cache, events=events,
+        )
+    data = comparison.to_dict()
+    report = html or Path.cwd() / f"{Path(model).stem.replace(':', '-').replace('.', '-') or 'model'}-compare.html"
+    _write_atomic(report, render_compare_html(data))
+    if as_json:
+        typer.echo(json.dumps({**data, "report_html": str(report)}, sort_keys=True))
+        return
+    console = Console() if Console().is_terminal else Console(width=160)
+    console.print(_table(data))
+    console.print(f"plot and table: {report}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(compare)

@@ -1,0 +1,1 @@
+"""Classic scikit-learn pipelines (logistic and linear regression) deployed with their metrics."""
