@@ -139,6 +139,11 @@ def resolve_device(name: str | None, target: TargetInfo) -> DeviceProfile:
     return get_profile(name)
 
 
+def measured_on_host(device: DeviceProfile) -> str:
+    """"this host" when ``device`` is a CPU profile of another machine (CPU runners run here), else ""."""
+    return "this host" if device.kind == "cpu" and device.name != host_profile().name else ""
+
+
 def default_out(source: object, target: str) -> Path:
     stem = Path(source).stem if isinstance(source, (str, Path)) else type(source).__name__.lower()
     stem = stem.replace(":", "-").replace(".", "-") or "model"
@@ -430,6 +435,7 @@ def finish(
         flops=summary.flops,
         bytes_moved=summary.weight_bytes + summary.activation_bytes,
         precision=chosen.plan.precision,
+        measured_on=measured_on_host(device),
         measure_memory=False,
     )
     memory_feeds = feeds_for_batch(evaluation, min(request.batches))

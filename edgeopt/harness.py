@@ -59,6 +59,9 @@ class Profile:
     roofline_method: str = ROOFLINE_METHOD
     unsupported_batches: Mapping[int, str] = field(default_factory=dict)
     """Batches the runner could not run, with the error, e.g. a model with a fixed batch dimension."""
+    measured_on: str = ""
+    """Where latency and memory were measured when that is not ``device`` (e.g. ``this host``: a CPU profile
+    of another board, or a runner with ``on_device = False``); "" when measured on ``device`` itself."""
 
     @property
     def latency(self) -> LatencyStats:
@@ -71,6 +74,7 @@ class Profile:
         latency.update({str(b): {"error": e} for b, e in sorted(self.unsupported_batches.items())})
         return {
             "device": self.device,
+            "measured_on": self.measured_on or self.device,
             "precision": self.precision,
             "batch": self.batch,
             "slo_ms": self.slo_ms,
@@ -332,6 +336,7 @@ def profile_runner(
     bytes_moved: float | None = None,
     precision: str = "fp32",
     measure_memory: bool = True,
+    measured_on: str = "",
 ) -> Profile:
     """Profile one model: latency per batch, memory at the smallest batch, energy, roofline.
 
@@ -340,6 +345,10 @@ def profile_runner(
     one run) is recorded in ``unsupported_batches``. Energy is measured by ``meters`` around the
     timed runs of the chosen batch and divided by samples; without meters it is estimated from the
     device profile at p50 latency per sample. ``flops`` and ``bytes_moved`` are per batch-1 inference.
+
+    ``measured_on`` names where the runners run when that is not ``device`` (a runner can also say so with
+    ``on_device = False``, see ``edgeopt.types.Runner``): meters are then not read (they would meter this
+    machine) and energy is estimated from the device profile's power at its roofline latency.
     """
     wanted = sorted(set(batches))
     if not wanted or wanted[0] < 1:
@@ -354,6 +363,8 @@ def profile_runner(
         try:
             try:  # loading and the warm-up runs show whether the runner can do this batch at all
                 runner = make_runner(b)
+                if getattr(runner, "on_device", True) is False and not measured_on:
+                    measured_on = f"this host (not {device.name}: the runner fell back to it)"
                 feeds = feeds_for_batch(b)
                 for i in range(max(warmup, 1)):
                     runner.run(feeds[i % len(feeds)])
@@ -362,7 +373,7 @@ def profile_runner(
                     raise
                 unsupported[b] = f"{type(exc).__name__}: {exc}"
                 continue
-            with metered(meters) as reading:
+            with metered(() if measured_on else meters) as reading:
                 stats = measure(runner, feeds, warmup=0, runs=runs, budget_s=budget_s, batch=b)
         finally:
             if runner is not None:
@@ -373,10 +384,16 @@ def profile_runner(
 
     chosen = _choose_batch(latency, slo_ms)
     stats = latency[chosen]
-    energy = energy_by_batch.get(chosen) or estimate_energy(stats.p50 / chosen, device)
     roofline = None
     if flops is not None:
         roofline = roofline_seconds(float(flops), float(bytes_moved or 0.0), device, precision)
+    energy = energy_by_batch.get(chosen) or estimate_energy(stats.p50 / chosen, device)
+    if measured_on and chosen not in energy_by_batch:
+        if roofline is not None:
+            energy = EnergyReading(estimate_energy(roofline, device).joules,
+                                   method="estimated:device-profile(power x roofline latency on the device)")
+        else:
+            energy = EnergyReading(energy.joules, method=f"estimated:device-profile(power x latency on {measured_on})")
     return Profile(
         device=device.name,
         latency_by_batch=latency,
@@ -388,4 +405,5 @@ def profile_runner(
         slo_ms=slo_ms,
         precision=precision,
         unsupported_batches=unsupported,
+        measured_on=measured_on,
     )

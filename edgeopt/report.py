@@ -218,6 +218,10 @@ def _summary(m: Mapping[str, Any]) -> str:
     if isinstance(device, Mapping) and device.get("name"):
         extra = ", ".join(str(x) for x in (device.get("kind"), device.get("description")) if x)
         rows.append(("Device", f"{device['name']}" + (f" ({extra})" if extra else "")))
+        measured_on = _get(m, "profile", "measured_on")
+        if measured_on and measured_on != device["name"]:
+            rows.append(("Measured on", f"{measured_on}: latency and memory are this machine's, not the device's; "
+                                        "energy is estimated for the device"))
     precision, label = _get(m, "plan", "precision"), _get(m, "plan", "label")
     if precision or label:
         rows.append(("Precision chosen", " — ".join(str(x) for x in (precision, label) if x)))

@@ -226,7 +226,12 @@ class Dataset:
 
 @runtime_checkable
 class Runner(Protocol):
-    """A loaded model ready to run. Created once, called many times by the core's harness."""
+    """A loaded model ready to run. Created once, called many times by the core's harness.
+
+    Optional attribute ``on_device: bool`` (absent means True): False when the runner runs on this host
+    instead of the device it was made for (e.g. the accelerator is absent and the runtime fell back to the
+    CPU). The profile then says where the latency was measured and estimates energy for the device.
+    """
 
     def run(self, feeds: Feeds) -> Sequence[np.ndarray]:
         """Run one inference; return outputs in the graph's output order as numpy arrays."""

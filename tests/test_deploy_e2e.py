@@ -124,3 +124,15 @@ def test_resnet50_opset9_int8_with_synthetic_calibration(tmp_path):
         x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
         out = next(iter(predict({"gpu_0/data_0": x}).values()))
     assert out.shape == (1, 1000) and np.isfinite(out).all()
+
+
+def test_a_cpu_profile_of_another_board_is_labelled_measured_on_this_host(tmp_path):
+    import edgeopt
+
+    dep = edgeopt.deploy(str(DIGITS / "digits_cnn.onnx"), target="cpu", device="x86-avx2-2core", precision="fp32",
+                         calib=DIGITS / "calib.npz", eval=DIGITS / "eval.npz", timing_s=0.05, cache=False,
+                         out=tmp_path / "a.edgeopt")
+    profile = dep.manifest["profile"]
+    assert profile["device"] == "x86-avx2-2core" and profile["measured_on"] == "this host"
+    assert profile["energy"]["method"] == "estimated:device-profile(power x roofline latency on the device)"
+    assert "| Measured on | this host" in (dep.path / "report.md").read_text()

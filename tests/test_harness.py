@@ -369,3 +369,39 @@ def test_profile_is_frozen() -> None:
     )
     with pytest.raises(AttributeError):
         profile.batch = 2  # type: ignore[misc]
+
+
+class FallbackRunner(SleepRunner):
+    """Made for an accelerator that is absent: runs on this host and says so."""
+
+    on_device = False
+
+
+@pytest.mark.parametrize(("make", "measured_on"), [
+    (lambda b: FallbackRunner(0.001, b), ""),          # the runner says it fell back to the host
+    (lambda b: SleepRunner(0.001, b), "this host"),    # the caller knows: a CPU profile of another board
+])
+def test_a_profile_measured_off_the_device_says_where_and_estimates_energy_for_the_device(make, measured_on) -> None:
+    class CountingMeter:
+        method, reads = "fake-counter", 0
+
+        def start(self) -> None:
+            CountingMeter.reads += 1
+
+        def stop(self) -> EnergyReading:
+            return EnergyReading(joules=1.0, method=self.method)
+
+    profile = profile_runner(make, lambda b: feeds(1, b), device=DEVICE, meters=[CountingMeter()], runs=3,
+                             warmup=1, size_bytes=1, flops=2e6, bytes_moved=1e5, measure_memory=False,
+                             measured_on=measured_on)
+    assert profile.measured_on.startswith("this host") and profile.to_dict()["measured_on"] == profile.measured_on
+    assert CountingMeter.reads == 0  # a meter here would meter this machine, not the device
+    assert profile.energy_per_inference.method == "estimated:device-profile(power x roofline latency on the device)"
+    assert profile.energy_per_inference.joules == pytest.approx(estimate_energy(profile.roofline_s, DEVICE).joules)
+
+
+def test_a_profile_on_the_device_reads_its_meters_and_names_the_device() -> None:
+    profile = profile_runner(lambda b: SleepRunner(0.001, b), lambda b: feeds(1, b), device=DEVICE, runs=3,
+                             warmup=1, size_bytes=1, measure_memory=False)
+    assert profile.measured_on == "" and profile.to_dict()["measured_on"] == DEVICE.name
+    assert profile.energy_per_inference.method.startswith("estimated:device-profile(power x latency)")

@@ -163,7 +163,9 @@ def deploy(
     m = deployment.manifest
     console = Console()
     console.print(candidates_table(m["candidates"]))
-    console.print(profile_table(m["profile"], title=f"Profile of the chosen model on {m['device']['name']}"))
+    console.print(profile_table(m["profile"], title=f"Profile of the chosen model on {m['device']['name']}"
+                                + (f" (measured on {m['profile']['measured_on']})"
+                                   if m["profile"].get("measured_on") not in (None, m["device"]["name"]) else "")))
     print_profile_extras(console, m["profile"])
     metrics = m["metrics"]
     unit = metrics.get("units") or "metric units"

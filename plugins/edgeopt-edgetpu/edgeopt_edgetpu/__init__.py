@@ -99,7 +99,9 @@ def edgeopt_runner(
     from edgeopt_edgetpu.runner import LiteRtRunner
 
     edgetpu = target.name == EDGETPU and bool(coral_present())
-    return LiteRtRunner(compiled.model_path, batch=settings.batch, threads=settings.threads, edgetpu=edgetpu)
+    runner = LiteRtRunner(compiled.model_path, batch=settings.batch, threads=settings.threads, edgetpu=edgetpu)
+    runner.on_device = device.kind != "tpu" or runner.on_edgetpu  # a Coral profile without a Coral: host CPU
+    return runner
 
 
 @hookimpl

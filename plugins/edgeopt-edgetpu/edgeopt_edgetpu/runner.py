@@ -81,6 +81,8 @@ class LiteRtRunner:
         self.batch, self.repeats = batch, batch // self.built_batch
         delegates = []
         self.on_edgetpu = False
+        self.on_device = True
+        """False when made for a Coral that is absent: it runs on this host (set by the runner hook)."""
         if edgetpu:
             compiled = model.with_name(f"{model.stem}_edgetpu.tflite")
             if compiled.is_file():
