@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers  # noqa: E402  (bench/ is not a package: a script directory)
-from render import render_markdown  # noqa: E402
+from render import kept_sections, render_markdown  # noqa: E402
 
 from edgeopt.harness import measure, measure_interleaved  # noqa: E402
 from edgeopt.hostinfo import cpu_isa, cpu_name, physical_cores  # noqa: E402
@@ -380,7 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (args.out / "benchmarks.md").write_text(render_markdown(report))
+    target = args.out / "benchmarks.md"
+    kept = kept_sections(target.read_text()) if target.exists() else ""
+    target.write_text(render_markdown(report).rstrip("\n") + "\n\n" + kept if kept else render_markdown(report))
     print(f"\nwrote {args.out / 'benchmarks.md'} and benchmarks.json in {report['wall_s']:.0f} s")
     return 0
 
