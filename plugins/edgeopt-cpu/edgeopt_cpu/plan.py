@@ -176,12 +176,18 @@ def plan_candidates(graph: Graph, device: DeviceProfile, precision: str) -> list
     )
     if precision == "fp32":
         return [fp32]
+    ops = op_histogram(graph)
+    convs, matmuls = sum(ops[o] for o in _CONV), sum(ops[o] for o in _MATMUL)
+    if precision in ("int8", "int8-dynamic") and convs + matmuls == 0:
+        present = ", ".join(f"{op} x{n}" for op, n in ops.most_common(6))
+        raise TargetError(
+            f"{precision} has nothing to quantize in this model: it has no Conv, MatMul or Gemm node ({present})",
+            hint="deploy it with --precision fp32 (or auto); ONNX Runtime's int8 kernels only cover those ops",
+        )
     if precision == "int8":
         return statics
     if precision == "int8-dynamic":
         return [dynamic]
-    ops = op_histogram(graph)
-    convs, matmuls = sum(ops[o] for o in _CONV), sum(ops[o] for o in _MATMUL)
     if convs + matmuls == 0:
         note = "no Conv/MatMul/Gemm node: int8 has nothing to speed up, only fp32 is planned"
         return [Plan(fp32.target, fp32.precision, fp32.passes, fp32.label, fp32.threads, (note,))]

@@ -101,3 +101,11 @@ def test_threads_default_to_physical_cores(conv_graph) -> None:
 
     device = cpu_profile("no-cores", ("avx2",), cores=0)
     assert plan_candidates(conv_graph, device, "fp32")[0].threads == physical_cores()
+
+
+@pytest.mark.parametrize("precision", ["int8", "int8-dynamic"])
+def test_explicit_int8_without_weighted_ops_says_there_is_nothing_to_quantize(tmp_path: Path, avx2, precision) -> None:
+    graph = no_weights_net(tmp_path / "g.onnx")
+    with pytest.raises(TargetError, match="nothing to quantize") as info:
+        plan_candidates(graph, avx2, precision)
+    assert "--precision fp32" in info.value.hint
