@@ -175,11 +175,7 @@ class IsolatedWorker:
     def _discard(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            proc.kill()
-            proc.wait()
-            for stream in (proc.stdin, proc.stdout):
-                with contextlib.suppress(OSError):
-                    stream.close()  # type: ignore[union-attr]
+            stop_child(proc)
 
     def _reap(self) -> int:
         """Wait for a child whose pipe closed; return its exit status (negative: killed by that signal)."""
@@ -198,6 +194,16 @@ class IsolatedWorker:
         self._stderr.seek(mark)
         lines = [x.strip() for x in self._stderr.read()[-4096:].decode("utf-8", "replace").splitlines() if x.strip()]
         return f": {lines[-1][:200]}" if lines else ""
+
+
+def stop_child(proc: subprocess.Popen) -> None:
+    """Kill a worker child, reap it, and close the pipes this process holds to it (never raises OSError)."""
+    proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 def _describe(status: int) -> str:

@@ -80,7 +80,8 @@ def _runtimes(m: Mapping[str, Any]) -> str:
 # -------------------------------------------------------------------------------------------- helpers
 
 
-def _get(d: Any, *keys: str) -> Any:
+def lookup(d: Any, *keys: str) -> Any:
+    """``d[k1][k2]...``, or None where a level is missing or not a mapping (manifests of any age render)."""
     for k in keys:
         if not isinstance(d, Mapping):
             return None
@@ -164,7 +165,7 @@ def _fidelity_text(fid: Any) -> str | None:
 
 
 def _main_latency(m: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
-    lat = _get(m, "profile", "latency")
+    lat = lookup(m, "profile", "latency")
     if not isinstance(lat, Mapping):
         return None
     stats = {str(k): v for k, v in lat.items() if isinstance(v, Mapping) and _num(v.get("p50")) is not None}
@@ -178,9 +179,9 @@ def _main_latency(m: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
 
 
 def _title(m: Mapping[str, Any]) -> str:
-    src = _get(m, "source", "path")
-    name = PurePath(str(src)).name if src else _get(m, "source", "format")
-    target, device = _get(m, "target", "name"), _get(m, "device", "name")
+    src = lookup(m, "source", "path")
+    name = PurePath(str(src)).name if src else lookup(m, "source", "format")
+    target, device = lookup(m, "target", "name"), lookup(m, "device", "name")
     title = "# edgeopt report"
     if name:
         title += f": {name}"
@@ -201,7 +202,7 @@ def _title(m: Mapping[str, Any]) -> str:
 def _warnings(m: Mapping[str, Any]) -> str:
     raw = m.get("warnings") or []
     warnings = [str(w) for w in ([raw] if isinstance(raw, str) else raw) if w]
-    if _get(m, "metrics", "synthetic_data") and not any("synthetic" in w.lower() for w in warnings):
+    if lookup(m, "metrics", "synthetic_data") and not any("synthetic" in w.lower() for w in warnings):
         warnings.insert(0, "Quality was checked on synthetic data only; give real data to measure accuracy.")
     if not warnings:
         return ""
@@ -210,29 +211,29 @@ def _warnings(m: Mapping[str, Any]) -> str:
 
 def _summary(m: Mapping[str, Any]) -> str:
     rows: list[tuple[str, str]] = []
-    target = _get(m, "target")
+    target = lookup(m, "target")
     if isinstance(target, Mapping) and target.get("name"):
         plugin = " ".join(str(x) for x in (target.get("plugin"), target.get("plugin_version")) if x)
         rows.append(("Target", f"{target['name']}" + (f" (plugin {plugin})" if plugin else "")))
-    device = _get(m, "device")
+    device = lookup(m, "device")
     if isinstance(device, Mapping) and device.get("name"):
         extra = ", ".join(str(x) for x in (device.get("kind"), device.get("description")) if x)
         rows.append(("Device", f"{device['name']}" + (f" ({extra})" if extra else "")))
-        measured_on = _get(m, "profile", "measured_on")
+        measured_on = lookup(m, "profile", "measured_on")
         if measured_on and measured_on != device["name"]:
             rows.append(("Measured on", f"{measured_on}: latency and memory are this machine's, not the device's; "
                                         "energy is estimated for the device"))
-    precision, label = _get(m, "plan", "precision"), _get(m, "plan", "label")
+    precision, label = lookup(m, "plan", "precision"), lookup(m, "plan", "label")
     if precision or label:
         rows.append(("Precision chosen", " — ".join(str(x) for x in (precision, label) if x)))
     rows += _summary_speed(m)
     rows += _summary_size(m)
     rows += _summary_quality(m)
-    energy = _get(m, "profile", "energy")
-    joules = _joules(_get(energy, "joules_per_inference"))
+    energy = lookup(m, "profile", "energy")
+    joules = _joules(lookup(energy, "joules_per_inference"))
     if joules:
         rows.append(("Energy per inference", f"{joules} ({energy.get('method') or 'method unknown'})"))
-    memory = _get(m, "profile", "memory")
+    memory = lookup(m, "profile", "memory")
     if isinstance(memory, Mapping) and any(_num(v) is not None for v in memory.values()):
         text = ", ".join(
             f"{str(k).removesuffix('_bytes').replace('_', ' ')} {_bytes(v) if 'bytes' in str(k) else _fmt(v)}"
@@ -261,8 +262,8 @@ def _summary_speed(m: Mapping[str, Any]) -> list[tuple[str, str]]:
             )
         if _num(st.get("throughput")) is not None:
             rows.append(("Throughput", f"{st['throughput']:.4g} samples/s at batch {batch}"))
-    roof = _get(m, "profile", "roofline")
-    if _seconds(_get(roof, "seconds")):
+    roof = lookup(m, "profile", "roofline")
+    if _seconds(lookup(roof, "seconds")):
         text = f"{_seconds(roof['seconds'])} ({roof.get('method', 'estimated:roofline')})"
         rows.append(("Roofline estimate", text + (f" vs {measured} measured" if measured else "")))
     return rows
@@ -271,7 +272,7 @@ def _summary_speed(m: Mapping[str, Any]) -> list[tuple[str, str]]:
 def _summary_data(m: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows = []
     for purpose in ("calibration", "evaluation"):
-        d = _get(m, "data", purpose)
+        d = lookup(m, "data", purpose)
         if isinstance(d, Mapping) and d.get("samples"):
             kind = "SYNTHETIC" if d.get("synthetic") else "labelled" if d.get("labels") else "unlabelled"
             where = d.get("source") or "?"
@@ -280,14 +281,14 @@ def _summary_data(m: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _summary_size(m: Mapping[str, Any]) -> list[tuple[str, str]]:
-    after = _num(_get(m, "profile", "size_bytes"))
+    after = _num(lookup(m, "profile", "size_bytes"))
     before = next(
-        (v for v in (_num(_get(m, "source", "size_bytes")), _num(_get(m, "graph", "size_bytes"))) if v is not None),
+        (v for v in (_num(lookup(m, "source", "size_bytes")), _num(lookup(m, "graph", "size_bytes"))) if v is not None),
         None,
     )
     if after is None:
         return []
-    method = _get(m, "profile", "size_method")
+    method = lookup(m, "profile", "size_method")
     how = f" ({method})" if method else ""
     if before:
         change = (after - before) / before * 100
@@ -296,7 +297,7 @@ def _summary_size(m: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _summary_quality(m: Mapping[str, Any]) -> list[tuple[str, str]]:
-    met = _get(m, "metrics")
+    met = lookup(m, "metrics")
     if not isinstance(met, Mapping):
         return []
     rows = []
@@ -312,14 +313,14 @@ def _summary_quality(m: Mapping[str, Any]) -> list[tuple[str, str]]:
     fid = _fidelity_text(met.get("fidelity"))
     if fid:
         rows.append(("Agreement with original", fid))
-    if met.get("samples") and not isinstance(_get(m, "data", "evaluation"), Mapping):
+    if met.get("samples") and not isinstance(lookup(m, "data", "evaluation"), Mapping):
         kind = "synthetic" if met.get("synthetic_data") else "real"
         rows.append(("Evaluation data", f"{met['samples']} samples, {kind}"))
     return rows
 
 
 def _latency(m: Mapping[str, Any]) -> str:
-    lat = _get(m, "profile", "latency")
+    lat = lookup(m, "profile", "latency")
     if not isinstance(lat, Mapping) or len(lat) < 2:
         return ""  # a single batch size is already in the summary
     rows = []
@@ -340,7 +341,7 @@ def _candidates(m: Mapping[str, Any]) -> str:
     cands = [c for c in m.get("candidates") or [] if isinstance(c, Mapping)]
     if not cands:
         return ""
-    chosen = _get(m, "plan", "label")
+    chosen = lookup(m, "plan", "label")
     rows = [
         [
             c.get("label") or c.get("precision") or "?",
@@ -358,7 +359,7 @@ def _candidates(m: Mapping[str, Any]) -> str:
 
 
 def _search(m: Mapping[str, Any]) -> str:
-    search = _get(m, "search")
+    search = lookup(m, "search")
     if not isinstance(search, Mapping) or not search:
         return ""
     lines = []
@@ -397,7 +398,7 @@ def _sensitivity(m: Mapping[str, Any]) -> str:
     rows = [r for r in m.get("sensitivity") or [] if isinstance(r, Mapping)]
     if not rows:
         return ""
-    info = _get(m, "search", "sensitivity")
+    info = lookup(m, "search", "sensitivity")
     head = ""
     if isinstance(info, Mapping):
         head = (f"Method `{info.get('method')}` on {_cell(info.get('candidate'))}, {info.get('samples', 0)} samples. "
@@ -420,7 +421,7 @@ def _candidate_metric(c: Mapping[str, Any]) -> str:
 
 
 def _passes(m: Mapping[str, Any]) -> str:
-    passes = [p for p in _get(m, "plan", "passes") or [] if isinstance(p, Mapping) and p.get("name")]
+    passes = [p for p in lookup(m, "plan", "passes") or [] if isinstance(p, Mapping) and p.get("name")]
     if not passes:
         return ""
     lines = [f"{i}. `{p['name']}`" + (f" — {_params(p.get('params'))}" if _params(p.get("params")) else "")
@@ -430,12 +431,12 @@ def _passes(m: Mapping[str, Any]) -> str:
 
 def _model(m: Mapping[str, Any]) -> str:
     parts = []
-    src = _get(m, "source")
+    src = lookup(m, "source")
     if isinstance(src, Mapping) and src:
         facts = [f"{k}: `{_cell(src[k])}`" for k in ("path", "format", "opset", "fingerprint") if src.get(k)]
         if facts:
             parts.append("Source — " + ", ".join(facts))
-    graph = _get(m, "graph")
+    graph = lookup(m, "graph")
     if isinstance(graph, Mapping):
         if graph.get("fingerprint") or graph.get("opset"):
             opset, fingerprint = graph.get("opset", "?"), graph.get("fingerprint", "?")
@@ -458,7 +459,7 @@ def _model(m: Mapping[str, Any]) -> str:
 
 
 def _environment(m: Mapping[str, Any]) -> str:
-    env = _get(m, "environment")
+    env = lookup(m, "environment")
     if not isinstance(env, Mapping) or not env:
         return ""
     rows = [[k, env[k]] for k in ("python", "platform", "cpu") if env.get(k)]
@@ -474,7 +475,7 @@ def _files(m: Mapping[str, Any]) -> str:
     if not isinstance(files, Mapping) or not files:
         return ""
     rows = [
-        [f"`{name}`", _bytes(_get(e, "bytes")) or "", str(_get(e, "sha256") or "")[:16]]
+        [f"`{name}`", _bytes(lookup(e, "bytes")) or "", str(lookup(e, "sha256") or "")[:16]]
         for name, e in sorted(files.items())
     ]
     return "## Files\n\n" + _table(["file", "size", "sha256 (prefix)"], rows)

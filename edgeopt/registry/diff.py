@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgeopt.registry.records import DeploymentRecord
+from edgeopt.report import lookup
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,6 @@ def _is_num(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-def _get(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, Mapping):
-            return None
-        d = d.get(k)
-    return d
-
 
 def _latency_deltas(a: DeploymentRecord, b: DeploymentRecord) -> list[Delta]:
     la, lb = a.profile.get("latency") or {}, b.profile.get("latency") or {}
@@ -95,8 +89,8 @@ def _plan_diff(a: DeploymentRecord, b: DeploymentRecord) -> dict[str, tuple[Any,
     }
     for key in sorted(set(a.plan) | set(b.plan)):
         pairs[f"plan.{key}"] = (a.plan.get(key), b.plan.get(key))
-    pairs["data.calibration"] = (_get(a.request, "calib"), _get(b.request, "calib"))
-    pairs["request.precision"] = (_get(a.request, "precision"), _get(b.request, "precision"))
+    pairs["data.calibration"] = (lookup(a.request, "calib"), lookup(b.request, "calib"))
+    pairs["request.precision"] = (lookup(a.request, "precision"), lookup(b.request, "precision"))
     for key, (va, vb) in pairs.items():
         if va != vb:
             found[key] = (va, vb)

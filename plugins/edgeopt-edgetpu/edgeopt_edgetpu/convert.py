@@ -12,7 +12,6 @@ becomes ``CompileError``; a converter error becomes ``CompileError`` naming the 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import os
 import selectors
@@ -27,6 +26,7 @@ from typing import IO
 
 import numpy as np
 from edgeopt.errors import CompileError
+from edgeopt.isolation import stop_child
 from edgeopt.types import Dataset, Graph
 
 from edgeopt_edgetpu.toolchain import Toolchain
@@ -170,11 +170,7 @@ class ConverterProcess:
     def close(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            proc.kill()
-            proc.wait()
-            for stream in (proc.stdin, proc.stdout):
-                with contextlib.suppress(OSError):
-                    stream.close()  # type: ignore[union-attr]
+            stop_child(proc)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
