@@ -25,7 +25,7 @@ def _manager():
     return pm
 
 
-@pytest.mark.slow  # starting the server takes ~15-60 s (database migrations); run with -m slow
+# starting the server takes ~15-60 s (database migrations), once per session
 def test_deploy_is_logged_as_run_and_model_version(mlflow_server, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
