@@ -128,3 +128,25 @@ def test_runner_hook_uses_the_plan_threads(fp32, openvino_target, avx2) -> None:
         assert runner.config["INFERENCE_NUM_THREADS"] == "1"
     finally:
         runner.close()
+
+
+def test_reused_input_arrays_are_read_afresh_and_the_tensor_cache_stays_bounded(fp32, conv_graph) -> None:
+    """Wrappers over the caller's arrays are reused (no copy): an array changed in place is seen on the next run,
+    a new array with an old one's id is not mistaken for it, and the cache never grows past its bound."""
+    from edgeopt_openvino import runner as runner_module
+
+    data = samples_for(conv_graph, n=2, seed=9).batches(1)
+    expected = [reference_outputs(conv_graph, feeds)[0] for feeds in data]
+    feeds = {name: array.copy() for name, array in data[0].items()}
+    runner = OpenVinoRunner(fp32.model_path)
+    try:
+        assert relative_error(expected[0], runner.run(feeds)[0]) < 1e-5
+        for name in feeds:
+            feeds[name][...] = data[1][name]  # same array object, new contents
+        assert relative_error(expected[1], runner.run(feeds)[0]) < 1e-5
+        for i in range(runner_module._TENSOR_CACHE + 5):
+            fresh = {name: array + 0.0 for name, array in data[i % 2].items()}  # new objects (ids may be reused)
+            assert relative_error(expected[i % 2], runner.run(fresh)[0]) < 1e-5
+        assert len(runner._tensors) <= runner_module._TENSOR_CACHE
+    finally:
+        runner.close()
