@@ -8,6 +8,7 @@ scale through the layers, as in a trained network, and so quantization error is 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,14 +16,33 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeopt.types import TensorSpec
+from edgeopt.types import Graph, TensorSpec
 
 OPSET = 17
 FLOAT = TensorProto.FLOAT
 
 
-def _weights(rng: np.random.Generator, name: str, shape: tuple[int, ...], fan_in: int) -> onnx.TensorProto:
+def he_weights(rng: np.random.Generator, name: str, shape: tuple[int, ...], fan_in: int) -> onnx.TensorProto:
+    """He-initialized float32 weights: activations keep their scale layer to layer, as in a trained net."""
     return numpy_helper.from_array((rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32), name)
+
+
+def save_graph(model: onnx.ModelProto, path: Path, *, source_format: str = "onnx") -> Graph:
+    """Shape-infer (strict), fully check and save ``model`` at ``path``; return the ``Graph`` a normalizing
+    import would hand a plugin (fingerprints are the file's sha256, opset the default domain's)."""
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model, full_check=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+
+    def spec(vi: onnx.ValueInfoProto) -> TensorSpec:
+        dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim)
+        return TensorSpec(vi.name, np.dtype(helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)).name, dims)
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    return Graph(path=path, fingerprint=digest, source_fingerprint=digest, source_format=source_format, opset=opset,
+                 inputs=tuple(spec(i) for i in model.graph.input), outputs=tuple(spec(o) for o in model.graph.output))
 
 
 def _bias(rng: np.random.Generator, name: str, size: int) -> onnx.TensorProto:
@@ -39,11 +59,11 @@ def conv_net(seed: int = 0) -> onnx.ModelProto:
     """Conv(3→8)+Relu, Conv(8→16, stride 2)+Relu, MaxPool, GlobalAveragePool, Flatten, Gemm(16→10)."""
     rng = np.random.default_rng(seed)
     inits = [
-        _weights(rng, "w1", (8, 3, 3, 3), 27),
+        he_weights(rng, "w1", (8, 3, 3, 3), 27),
         _bias(rng, "b1", 8),
-        _weights(rng, "w2", (16, 8, 3, 3), 72),
+        he_weights(rng, "w2", (16, 8, 3, 3), 72),
         _bias(rng, "b2", 16),
-        _weights(rng, "fc_w", (10, 16), 16),
+        he_weights(rng, "fc_w", (10, 16), 16),
         _bias(rng, "fc_b", 10),
     ]
     nodes = [
@@ -74,7 +94,7 @@ def mlp(seed: int = 1) -> onnx.ModelProto:
     nodes: list[onnx.NodeProto] = []
     last = "x"
     for i, (n_in, n_out) in enumerate(sizes):
-        inits += [_weights(rng, f"w{i}", (n_in, n_out), n_in), _bias(rng, f"b{i}", n_out)]
+        inits += [he_weights(rng, f"w{i}", (n_in, n_out), n_in), _bias(rng, f"b{i}", n_out)]
         out = "y" if i == len(sizes) - 1 else f"a{i}"
         nodes += [
             helper.make_node("MatMul", [last, f"w{i}"], [f"m{i}"], name=f"matmul{i}"),
@@ -102,11 +122,11 @@ def two_io(seed: int = 2) -> onnx.ModelProto:
     """
     rng = np.random.default_rng(seed)
     inits = [
-        _weights(rng, "wa", (16, 32), 16),
+        he_weights(rng, "wa", (16, 32), 16),
         _bias(rng, "ba", 32),
-        _weights(rng, "wb", (8, 32), 8),
+        he_weights(rng, "wb", (8, 32), 8),
         _bias(rng, "bb", 32),
-        _weights(rng, "ws", (4, 32), 32),
+        he_weights(rng, "ws", (4, 32), 32),
         _bias(rng, "bs", 4),
     ]
     nodes = [
@@ -135,9 +155,9 @@ def dynamic_batch(seed: int = 3) -> onnx.ModelProto:
     """Input ``x`` [N,1,8,8] with a symbolic batch: Conv(1→4)+Relu, Flatten, Gemm(144→5)."""
     rng = np.random.default_rng(seed)
     inits = [
-        _weights(rng, "w", (4, 1, 3, 3), 9),
+        he_weights(rng, "w", (4, 1, 3, 3), 9),
         _bias(rng, "b", 4),
-        _weights(rng, "fc_w", (5, 144), 144),
+        he_weights(rng, "fc_w", (5, 144), 144),
         _bias(rng, "fc_b", 5),
     ]
     nodes = [

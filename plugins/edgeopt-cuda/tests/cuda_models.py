@@ -2,51 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
-import onnx
-from edgeopt.types import Dataset, DeviceProfile, Graph, TensorSpec
+from edgeopt.testing.models import he_weights, save_graph
+from edgeopt.types import Dataset, DeviceProfile, Graph
 from onnx import TensorProto, helper, numpy_helper
-
-
-def _init(rng: np.random.Generator, name: str, shape: tuple[int, ...], fan_in: int) -> onnx.TensorProto:
-    return numpy_helper.from_array((rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32), name)
-
-
-def save_graph(model: onnx.ModelProto, path: Path) -> Graph:
-    """Check, shape-infer and save ``model``; return it as a Graph the way the core describes one."""
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, path)
-
-    def spec(vi: onnx.ValueInfoProto) -> TensorSpec:
-        dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim)
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)).name
-        return TensorSpec(vi.name, dtype, dims)
-
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Graph(
-        path=path,
-        fingerprint=digest,
-        source_fingerprint=digest,
-        source_format="onnx",
-        opset=17,
-        inputs=tuple(spec(i) for i in model.graph.input),
-        outputs=tuple(spec(o) for o in model.graph.output),
-    )
 
 
 def conv_net(path: Path, *, batch: int | str = 1, height: int | str = 16, seed: int = 0) -> Graph:
     """Conv(3->8)+Relu, Conv(8->16, stride 2)+Relu, GlobalAveragePool, Flatten, Gemm(16->10), Softmax."""
     rng = np.random.default_rng(seed)
     inits = [
-        _init(rng, "w1", (8, 3, 3, 3), 27),
+        he_weights(rng, "w1", (8, 3, 3, 3), 27),
         numpy_helper.from_array(np.full(8, 0.05, np.float32), "b1"),
-        _init(rng, "w2", (16, 8, 3, 3), 72),
+        he_weights(rng, "w2", (16, 8, 3, 3), 72),
         numpy_helper.from_array(np.zeros(16, np.float32), "b2"),
-        _init(rng, "fc_w", (10, 16), 16),
+        he_weights(rng, "fc_w", (10, 16), 16),
         numpy_helper.from_array(np.zeros(10, np.float32), "fc_b"),
     ]
     nodes = [

@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import onnx
-from edgeopt.types import Dataset, DeviceProfile, Graph, TensorSpec
+from edgeopt.testing.models import he_weights, save_graph
+from edgeopt.types import Dataset, DeviceProfile, Graph
 from onnx import TensorProto, helper, numpy_helper
 
 FLOAT = TensorProto.FLOAT
 
 
-def _init(rng: np.random.Generator, name: str, shape: tuple[int, ...], fan_in: int) -> onnx.TensorProto:
-    """He-initialized weights: activations keep their scale layer to layer, as in a trained net."""
-    return numpy_helper.from_array((rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32), name)
-
-
 def _const(name: str, value: np.ndarray) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(value), name)
-
-
-def save_graph(model: onnx.ModelProto, path: Path) -> Graph:
-    """Check, shape-infer and save ``model``; the Graph a normalizing import would hand a plugin."""
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model, full_check=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
-
-    def spec(vi: onnx.ValueInfoProto) -> TensorSpec:
-        dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim)
-        return TensorSpec(vi.name, np.dtype(helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)).name, dims)
-
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Graph(path=path, fingerprint=digest, source_fingerprint=digest, source_format="onnx", opset=17,
-                 inputs=tuple(spec(i) for i in model.graph.input), outputs=tuple(spec(o) for o in model.graph.output))
 
 
 def _model(nodes: list, name: str, inputs: list, outputs: list, inits: list) -> onnx.ModelProto:
@@ -49,9 +28,9 @@ def conv_net(path: Path, *, seed: int = 0, activation: str = "Relu") -> Graph:
     """Conv(3→8)+act, Conv(8→16, stride 2)+act, GlobalAveragePool, Flatten, Gemm(16→10)."""
     rng = np.random.default_rng(seed)
     inits = [
-        _init(rng, "w1", (8, 3, 3, 3), 27), _const("b1", np.full(8, 0.05, np.float32)),
-        _init(rng, "w2", (16, 8, 3, 3), 72), _const("b2", np.zeros(16, np.float32)),
-        _init(rng, "fc_w", (10, 16), 16), _const("fc_b", np.zeros(10, np.float32)),
+        he_weights(rng, "w1", (8, 3, 3, 3), 27), _const("b1", np.full(8, 0.05, np.float32)),
+        he_weights(rng, "w2", (16, 8, 3, 3), 72), _const("b2", np.zeros(16, np.float32)),
+        he_weights(rng, "fc_w", (10, 16), 16), _const("fc_b", np.zeros(10, np.float32)),
     ]
     nodes = [
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
@@ -70,9 +49,9 @@ def reshape_net(path: Path, *, seed: int = 4) -> Graph:
     """Conv(1→4)+Relu, then Reshape to the literal shape [1, 144] (a batch of 1 spelled out), Gemm(144→5)."""
     rng = np.random.default_rng(seed)
     inits = [
-        _init(rng, "w", (4, 1, 3, 3), 9), _const("b", np.zeros(4, np.float32)),
+        he_weights(rng, "w", (4, 1, 3, 3), 9), _const("b", np.zeros(4, np.float32)),
         _const("shape", np.array([1, 144], np.int64)),
-        _init(rng, "fc_w", (5, 144), 144), _const("fc_b", np.zeros(5, np.float32)),
+        he_weights(rng, "fc_w", (5, 144), 144), _const("fc_b", np.zeros(5, np.float32)),
     ]
     nodes = [
         helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"),
@@ -87,7 +66,7 @@ def reshape_net(path: Path, *, seed: int = 4) -> Graph:
 def attention(path: Path, *, seed: int = 5, tokens: int = 8, width: int = 16) -> Graph:
     """One self-attention block: Q/K/V projections, softmax(Q·Kᵀ/√d)·V, output projection."""
     rng = np.random.default_rng(seed)
-    inits = [_init(rng, f"w{n}", (width, width), width) for n in "qkvo"]
+    inits = [he_weights(rng, f"w{n}", (width, width), width) for n in "qkvo"]
     inits.append(_const("scale", np.array(1.0 / np.sqrt(width), np.float32)))
     nodes = [helper.make_node("MatMul", ["x", f"w{n}"], [n], name=f"proj_{n}") for n in "qkv"]
     nodes += [
@@ -116,7 +95,7 @@ def slow_conv_net(path: Path, *, seed: int = 6, layers: int = 4, channels: int =
     rng = np.random.default_rng(seed)
     inits, nodes, last = [], [], "x"
     for i in range(layers):
-        inits += [_init(rng, f"w{i}", (channels, channels, 3, 3), 9 * channels),
+        inits += [he_weights(rng, f"w{i}", (channels, channels, 3, 3), 9 * channels),
                   _const(f"b{i}", np.zeros(channels, np.float32))]
         nodes += [helper.make_node("Conv", [last, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
                   helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]
