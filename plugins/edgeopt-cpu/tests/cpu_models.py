@@ -5,14 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 from edgeopt.testing.models import he_weights, save_graph
 from edgeopt.types import Dataset, DeviceProfile, Graph
 from onnx import TensorProto, helper, numpy_helper
-
-
-def _save(model: onnx.ModelProto, path: Path, source_format: str = "onnx") -> Graph:
-    return save_graph(model, path, source_format=source_format)
 
 
 def conv_net(path: Path, *, batch: int | str = 1, seed: int = 0) -> Graph:
@@ -42,7 +37,7 @@ def conv_net(path: Path, *, batch: int | str = 1, seed: int = 0) -> Graph:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 10])],
         inits,
     )
-    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return save_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
 def mlp(path: Path, *, seed: int = 1) -> Graph:
@@ -71,7 +66,7 @@ def mlp(path: Path, *, seed: int = 1) -> Graph:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
         inits,
     )
-    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return save_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
 def no_weights_net(path: Path) -> Graph:
@@ -86,7 +81,7 @@ def no_weights_net(path: Path) -> Graph:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
     )
-    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return save_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
 def cpu_profile(name: str, isa: tuple[str, ...], cores: int = 2) -> DeviceProfile:
