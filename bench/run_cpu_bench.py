@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers  # noqa: E402  (bench/ is not a package: a script directory)
+from cases import Case  # noqa: E402
 from render import kept_sections, render_markdown  # noqa: E402
 
 from edgeopt.harness import measure, measure_interleaved  # noqa: E402
@@ -52,21 +53,6 @@ MIN_RUNS = 40
 PACKAGES = ("edgeopt", "edgeopt-cpu", "onnxruntime", "openvino", "nncf", "onnx", "numpy")
 
 
-@dataclass(frozen=True)
-class Case:
-    """One model to benchmark, with its calibration and evaluation inputs (arrays stacked on axis 0)."""
-
-    name: str
-    path: Path
-    calib: Mapping[str, np.ndarray]
-    evaluation: Mapping[str, np.ndarray]
-    labels: np.ndarray | None
-    data_note: str
-
-    def feeds(self, arrays: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Batch-1 feed dicts, one per sample."""
-        n = len(next(iter(arrays.values())))
-        return [{k: np.ascontiguousarray(v[i : i + 1]) for k, v in arrays.items()} for i in range(n)]
 
 
 def digits_case() -> Case:

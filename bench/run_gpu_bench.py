@@ -26,12 +26,12 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cases import Case  # bench/ is the script's directory, so on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "examples" / "digits"
@@ -45,20 +45,6 @@ PACKAGES = ("edgeopt", "edgeopt-cuda", "onnxruntime-gpu", "onnxruntime", "onnx",
 Feeds = Mapping[str, np.ndarray]
 
 
-@dataclass(frozen=True)
-class Case:
-    """One model with calibration and evaluation inputs (arrays stacked on axis 0)."""
-
-    name: str
-    path: Path
-    calib: Mapping[str, np.ndarray]
-    evaluation: Mapping[str, np.ndarray]
-    labels: np.ndarray | None
-    data_note: str
-
-    def feeds(self, arrays: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-        n = len(next(iter(arrays.values())))
-        return [{k: np.ascontiguousarray(v[i : i + 1]) for k, v in arrays.items()} for i in range(n)]
 
 
 def digits_case() -> Case:

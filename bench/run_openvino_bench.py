@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cases import Case  # bench/ is the script's directory, so on sys.path
 
 from edgeopt.harness import measure, measure_interleaved
 from edgeopt.hostinfo import cpu_isa, cpu_name, physical_cores
@@ -63,20 +64,6 @@ PACKAGES = ("edgeopt", "edgeopt-openvino", "openvino", "nncf", "onnxruntime", "o
 Feeds = Mapping[str, np.ndarray]
 
 
-@dataclass(frozen=True)
-class Case:
-    """One model with its calibration and evaluation inputs (arrays stacked on axis 0)."""
-
-    name: str
-    path: Path
-    calib: Mapping[str, np.ndarray]
-    evaluation: Mapping[str, np.ndarray]
-    labels: np.ndarray | None
-    data_note: str
-
-    def feeds(self, arrays: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-        n = len(next(iter(arrays.values())))
-        return [{k: np.ascontiguousarray(v[i : i + 1]) for k, v in arrays.items()} for i in range(n)]
 
 
 @dataclass(frozen=True)
