@@ -31,7 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cases import Case  # bench/ is the script's directory, so on sys.path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cases import Case  # noqa: E402  (bench/ is not a package: a script directory)
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "examples" / "digits"

@@ -41,10 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cases import Case  # bench/ is the script's directory, so on sys.path
 
-from edgeopt.harness import measure, measure_interleaved
-from edgeopt.hostinfo import cpu_isa, cpu_name, physical_cores
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cases import Case  # noqa: E402  (bench/ is not a package: a script directory)
+
+from edgeopt.harness import measure, measure_interleaved  # noqa: E402
+from edgeopt.hostinfo import cpu_isa, cpu_name, physical_cores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "examples" / "digits"
