@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 Dim = int | str | None
+
+ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int16)": "int16",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+    "tensor(string)": "object",
+}
+"""ONNX Runtime's type strings (``NodeArg.type``) as numpy dtype names."""
+
+
+def ort_signature(args: Iterable[Any]) -> dict[str, tuple[str, tuple[Dim, ...]]]:
+    """ONNX Runtime ``NodeArg``s (``session.get_inputs()``) as ``feeds_mismatch``'s ``expected`` mapping; a type
+    string with no numpy equivalent is kept as is."""
+    return {a.name: (ORT_DTYPES.get(a.type, a.type), tuple(a.shape)) for a in args}
 
 
 def feeds_mismatch(expected: Mapping[str, tuple[str, Sequence[Dim]]], feeds: Mapping[str, np.ndarray]) -> str | None:

@@ -15,13 +15,12 @@ outputs of the quantized node before them, which would otherwise still reach the
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import CompileError
-from edgeopt.passes.ort_optimize import LEVELS, check_loads_on_cpu, copy_model, model_files, optimize_offline
+from edgeopt.passes.chain import run_pass_chain
+from edgeopt.passes.ort_optimize import LEVELS, model_files, optimize_offline
 from edgeopt.passes.ort_quantize import (
     DynamicInt8Options,
     QuantizeReport,
@@ -174,32 +173,17 @@ def compile_plan(graph: Graph, plan: Plan, calibration: Dataset, workdir: Path) 
     """Write ``workdir/model.onnx`` (plus external data for >2 GB models) for ``plan``; never touch ``graph``."""
     import onnxruntime as ort
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    applied: list[PassSpec] = []
-    notes: list[str] = list(plan.notes)
     _check_keep(graph, plan)
-    with tempfile.TemporaryDirectory(prefix=".edgeopt-cpu-", dir=workdir) as tmp:
-        current = Path(graph.path)
-        for index, spec in enumerate(plan.passes):
-            out = Path(tmp) / f"step{index}" / MODEL_FILE
-            done, pass_notes = _apply(spec, current, out, calibration, plan)
-            applied.append(done)
-            notes.extend(pass_notes)
-            current = out
-        if current == Path(graph.path):
-            copy_model(current, workdir, name=MODEL_FILE)
-        else:
-            for name in model_files(current):
-                shutil.move(str(current.parent / name), str(workdir / name))
-    final = workdir / MODEL_FILE
-    check_loads_on_cpu(final)
+    def apply(spec: PassSpec, src: Path, dst: Path) -> tuple[PassSpec, tuple[str, ...]]:
+        return _apply(spec, src, dst, calibration, plan)
+
+    chain = run_pass_chain(Path(graph.path), plan.passes, apply, Path(workdir), model_file=MODEL_FILE)
     return Compiled(
-        directory=workdir,
-        model_file=MODEL_FILE,
-        files=model_files(final),
+        directory=chain.model.parent,
+        model_file=chain.model.name,
+        files=model_files(chain.model),
         plan=plan,
         runtime=f"onnxruntime {ort.__version__}",
-        passes=tuple(applied),
-        notes=tuple(notes),
+        passes=chain.applied,
+        notes=(*plan.notes, *chain.notes),
     )

@@ -8,20 +8,7 @@ from typing import Any
 
 import numpy as np
 from edgeopt.errors import CompileError, InputSpecError
-from edgeopt.feeds import feeds_mismatch
-
-_ORT_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(double)": "float64",
-    "tensor(float16)": "float16",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(int16)": "int16",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(bool)": "bool",
-    "tensor(string)": "object",
-}
+from edgeopt.feeds import feeds_mismatch, ort_signature
 
 
 class OrtCpuRunner:
@@ -57,7 +44,7 @@ class OrtCpuRunner:
                 f"ONNX Runtime cannot load {self._path.name} at batch {batch}: {str(exc).splitlines()[0]}",
                 hint="this model fixes its batch size internally; profile it at its own batch",
             ) from exc
-        self._inputs = {i.name: (_ORT_DTYPES.get(i.type, i.type), tuple(i.shape)) for i in self._session.get_inputs()}
+        self._inputs = ort_signature(self._session.get_inputs())
         self._output_names = [o.name for o in self._session.get_outputs()]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:

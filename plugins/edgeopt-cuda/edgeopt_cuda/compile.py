@@ -10,14 +10,13 @@ artifact), settles whether a CUDA graph works, and records the GPU's power limit
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import CompileError
-from edgeopt.passes.ort_optimize import check_loads_on_cpu, copy_model, model_files
+from edgeopt.passes.chain import run_pass_chain
+from edgeopt.passes.ort_optimize import model_files
 from edgeopt.passes.ort_quantize import QuantizeReport, StaticInt8Options, quantize_static_int8
 from edgeopt.types import Compiled, Dataset, Graph, PassSpec, Plan
 
@@ -111,23 +110,13 @@ def compile_plan(
         raise CompileError(
             f"the TensorRT EP is not usable here: {status.tensorrt_reason}", hint="choose a CUDA EP plan"
         )
-    applied: list[PassSpec] = []
-    notes: list[str] = list(plan.notes)
-    with tempfile.TemporaryDirectory(prefix=".edgeopt-cuda-", dir=workdir) as tmp:
-        current = Path(graph.path)
-        for index, spec in enumerate(model_passes):
-            out = Path(tmp) / f"step{index}" / MODEL_FILE
-            done, pass_notes = _apply(spec, current, out, calibration)
-            applied.append(done)
-            notes.extend(pass_notes)
-            current = out
-        if current == Path(graph.path):
-            copy_model(current, workdir, name=MODEL_FILE)
-        else:
-            for name in model_files(current):
-                shutil.move(str(current.parent / name), str(workdir / name))
-    final = workdir / MODEL_FILE
-    check_loads_on_cpu(final)
+    def apply(spec: PassSpec, src: Path, dst: Path) -> tuple[PassSpec, tuple[str, ...]]:
+        return _apply(spec, src, dst, calibration)
+
+    chain = run_pass_chain(Path(graph.path), model_passes, apply, workdir, model_file=MODEL_FILE)
+    final = chain.model
+    applied = list(chain.applied)
+    notes = [*plan.notes, *chain.notes]
     write_config(config, workdir)
     applied.append(PassSpec("ep-config", config.to_params()))
     notes.append(_config_note(config))

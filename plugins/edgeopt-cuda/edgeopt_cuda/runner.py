@@ -25,23 +25,12 @@ from typing import Any
 
 import numpy as np
 from edgeopt.errors import CompileError, InputSpecError, TargetUnavailable
-from edgeopt.feeds import feeds_mismatch
+from edgeopt.feeds import ORT_DTYPES, feeds_mismatch, ort_signature
 
 from edgeopt_cuda.config import CachePaths, EpConfig, provider_options
 from edgeopt_cuda.runtime import import_onnxruntime
 from edgeopt_cuda.status import provider_problem
 
-ORT_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(double)": "float64",
-    "tensor(float16)": "float16",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(int16)": "int16",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(bool)": "bool",
-}
 SMOKE_RUNS = 3
 """Runs on zero inputs at load: they build TensorRT engines, run cuDNN's algorithm search and capture the
 CUDA graph, so a failure there shows at load (and a CUDA graph can be turned off) instead of mid-timing."""
@@ -67,7 +56,7 @@ class BoundSession:
         self._session = session
         self._device, self._device_id = device, device_id
         self._binding = session.io_binding()
-        self.inputs = {i.name: (ORT_DTYPES.get(i.type, i.type), tuple(i.shape)) for i in session.get_inputs()}
+        self.inputs = ort_signature(session.get_inputs())
         self._buffers: dict[str, Any] = {}
         for name, (dtype, shape) in self.inputs.items():
             fixed = _static_shape(shape)
