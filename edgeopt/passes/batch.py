@@ -22,40 +22,62 @@ def _leading_dim(value_info: onnx.ValueInfoProto) -> onnx.TensorShapeProto.Dimen
     return shape.dim[0] if value_info.type.HasField("tensor_type") and len(shape.dim) > 0 else None
 
 
+def batch_reshapes(model: onnx.ModelProto, batch: int) -> list[onnx.NodeProto]:
+    """The Reshape nodes of ``model`` that spell out ``batch``: a constant target shape (an initializer) whose
+    first entry is ``batch``, applied to a tensor whose inferred leading dimension is ``batch``.
+
+    These are the constants a re-batch must rewrite; others (a flatten to ``[-1, n]``, a batch folded into
+    another dimension) are left to the runtime, and ``batch_matches`` checks the result.
+    """
+    inferred = {vi.name: vi for vi in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    inferred.update({vi.name: vi for vi in model.graph.input})
+    initializers = {init.name: init for init in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in initializers:
+            continue
+        shape = numpy_helper.to_array(initializers[node.input[1]])
+        data_dim = _leading_dim(inferred[node.input[0]]) if node.input[0] in inferred else None
+        if shape.ndim != 1 or shape.size == 0 or shape[0] != batch or data_dim is None or data_dim.dim_value != batch:
+            continue
+        found.append(node)
+    return found
+
+
+def _lead_with(graph: onnx.GraphProto, nodes: Sequence[onnx.NodeProto], value: int) -> None:
+    """Make the Reshape constants of ``nodes`` lead with ``value``: edited in place when only these nodes read
+    the constant, otherwise a copy named ``<constant>__batch<value>`` that only these nodes read."""
+    initializers = {init.name: init for init in graph.initializer}
+    chosen = {id(node) for node in nodes}
+    other_readers = {name for node in graph.node if id(node) not in chosen for name in node.input}
+    other_readers |= {out.name for out in graph.output}
+    for node in nodes:
+        name = node.input[1]
+        shape = numpy_helper.to_array(initializers[name]).copy()
+        shape[0] = value
+        new_name = name if name not in other_readers else f"{name}__batch{value}"
+        new = numpy_helper.from_array(shape.astype(np.int64), name=new_name)
+        if new_name in initializers:
+            initializers[new_name].CopyFrom(new)
+        else:
+            graph.initializer.append(new)
+            initializers[new_name] = graph.initializer[-1]
+        node.input[1] = new_name
+
+
 def with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
     """A copy of ``model`` whose inputs and outputs lead with ``batch``.
 
-    Reshape shape constants whose first entry is the old batch, applied to a tensor leading with
-    the old batch, get the new batch instead. Intermediate shape annotations
-    are dropped so the runtime re-infers them.
+    The Reshape constants ``batch_reshapes`` finds for the old batch (the first input's leading dimension)
+    get the new batch instead. Intermediate shape annotations are dropped so the runtime re-infers them.
     """
     result = onnx.ModelProto()
     result.CopyFrom(model)
     graph = result.graph
     first = _leading_dim(graph.input[0]) if graph.input else None
     old = first.dim_value if first is not None and first.HasField("dim_value") else None
-    inferred = {vi.name: vi for vi in onnx.shape_inference.infer_shapes(model).graph.value_info}
-    inferred.update({vi.name: vi for vi in model.graph.input})
-    initializers = {init.name: init for init in graph.initializer}
-    uses: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
-    for node in graph.node:
-        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in initializers or old is None:
-            continue
-        shape = numpy_helper.to_array(initializers[node.input[1]]).copy()
-        data_dim = _leading_dim(inferred[node.input[0]]) if node.input[0] in inferred else None
-        if shape.ndim != 1 or shape.size == 0 or shape[0] != old or data_dim is None or data_dim.dim_value != old:
-            continue
-        shape[0] = batch
-        name = node.input[1] if uses[node.input[1]] == 1 else f"{node.input[1]}__batch{batch}"
-        new = numpy_helper.from_array(shape.astype(np.int64), name=name)
-        if name == node.input[1]:
-            initializers[name].CopyFrom(new)
-        else:
-            graph.initializer.append(new)
-            node.input[1] = name
+    if old is not None:
+        _lead_with(graph, batch_reshapes(result, old), batch)
     for vi in [*graph.input, *graph.output]:
         dim = _leading_dim(vi)
         if dim is not None and (dim.HasField("dim_param") or dim.dim_value == old):
@@ -63,6 +85,19 @@ def with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
             dim.dim_value = batch
     del graph.value_info[:]
     return result
+
+
+def batch_agnostic_reshapes(model: onnx.ModelProto, batch: int) -> int:
+    """Rewrite, in place, the Reshape constants ``batch_reshapes`` finds for ``batch`` to lead with ``0``
+    (ONNX: copy that dimension from the input); return how many changed.
+
+    The model is identical at ``batch`` and reshapes correctly at other batch sizes, for runtimes that
+    re-batch a converted model themselves. Reshapes with ``allowzero=1`` (where 0 means an empty dimension)
+    are left alone.
+    """
+    nodes = [n for n in batch_reshapes(model, batch) if not any(a.name == "allowzero" and a.i for a in n.attribute)]
+    _lead_with(model.graph, nodes, 0)
+    return len(nodes)
 
 
 def batch_matches(

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from edgeopt.errors import CompileError
+from edgeopt.passes.batch import batch_agnostic_reshapes
 
 from edgeopt_openvino.options import NncfInt8Options
 
@@ -75,39 +76,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 # --- conversion -----------------------------------------------------------------------------------
-
-
-def batch_agnostic_reshapes(model: Any, batch: int) -> int:
-    """Rewrite, in place, Reshape shape constants that spell out the graph's batch: ``[batch, ...]`` applied
-    to a tensor leading with ``batch`` becomes ``[0, ...]`` (ONNX: copy that dimension from the input).
-
-    Identical at ``batch``; other batch sizes then reshape correctly. Reshapes with ``allowzero=1`` (where
-    0 means an empty dimension) and shape tensors shared with other nodes' other inputs are left alone.
-    Returns how many Reshapes changed.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    leading = {}
-    for vi in [*onnx.shape_inference.infer_shapes(model).graph.value_info, *model.graph.input]:
-        dims = vi.type.tensor_type.shape.dim if vi.type.HasField("tensor_type") else []
-        if dims and dims[0].HasField("dim_value"):
-            leading[vi.name] = dims[0].dim_value
-    inits = {i.name: i for i in model.graph.initializer}
-    uses = Counter(name for node in model.graph.node for name in node.input)
-    changed = 0
-    for node in model.graph.node:
-        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
-            continue
-        if any(a.name == "allowzero" and a.i == 1 for a in node.attribute) or uses[node.input[1]] > 1:
-            continue
-        shape = numpy_helper.to_array(inits[node.input[1]]).copy()
-        if shape.ndim != 1 or shape.size == 0 or shape[0] != batch or leading.get(node.input[0]) != batch:
-            continue
-        shape[0] = 0
-        inits[node.input[1]].CopyFrom(numpy_helper.from_array(shape.astype(np.int64), node.input[1]))
-        changed += 1
-    return changed
 
 
 def _batch_agnostic(source: Path, batch: int) -> tuple[bytes | None, int, str]:
