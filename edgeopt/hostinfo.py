@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 ISA_FLAGS = (
@@ -29,6 +30,28 @@ ISA_FLAGS = (
     "i8mm",
 )
 """Every flag ``cpu_isa`` can report, in the order it reports them."""
+
+AMX_FLAGS = ("amx_int8", "amx_tile", "amx")
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", *AMX_FLAGS)
+ARM_FLAGS = ("neon", "asimd", "dotprod", "i8mm")
+
+
+def int8_family(isa: Iterable[str]) -> str:
+    """The integer dot-product family of a CPU with these ISA flags, which decides how int8 should be laid out.
+
+    ``AMX`` (tile int8 units), ``VNNI`` (AVX-512 VNNI or AVX-VNNI: u8*s8 accumulates in int32), ``AVX2``
+    (no VNNI: u8*s8 pairs saturate in int16), ``NEON`` (Arm: signed dot products), else ``CPU``.
+    """
+    flags = set(isa)
+    if flags & set(AMX_FLAGS):
+        return "AMX"
+    if flags & set(VNNI_FLAGS):
+        return "VNNI"
+    if "avx2" in flags:
+        return "AVX2"
+    if flags & set(ARM_FLAGS):
+        return "NEON"
+    return "CPU"
 
 _CPUINFO_ALIASES = {
     # Arm /proc/cpuinfo "Features" spelling -> ours

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from edgeopt import hostinfo
+from edgeopt.hostinfo import int8_family
 
 X86 = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -45,3 +48,18 @@ def test_host_values_are_well_formed() -> None:
     assert list(isa) == sorted(isa, key=hostinfo.ISA_FLAGS.index)
     assert hostinfo.physical_cores() >= 1
     assert hostinfo.cpu_name().strip()
+
+
+@pytest.mark.parametrize(
+    ("isa", "family"),
+    [
+        (("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"), "AMX"),
+        (("avx2", "fma", "avx512f", "avx512_vnni"), "VNNI"),
+        (("avx2", "fma", "avx_vnni"), "VNNI"),  # client cores: 256-bit VNNI without AVX-512
+        (("avx2", "fma", "f16c"), "AVX2"),
+        (("neon", "dotprod", "i8mm"), "NEON"),
+        ((), "CPU"),
+    ],
+)
+def test_int8_family(isa: tuple[str, ...], family: str) -> None:
+    assert int8_family(isa) == family

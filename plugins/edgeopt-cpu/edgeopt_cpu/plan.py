@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from edgeopt.errors import TargetError
 from edgeopt.family import Family, detect_family
-from edgeopt.hostinfo import physical_cores
+from edgeopt.hostinfo import int8_family, physical_cores
 from edgeopt.passes.ort_quantize import DynamicInt8Options, StaticInt8Options
 from edgeopt.passes.transformer_fusion import TransformerFusionOptions
 from edgeopt.types import DeviceProfile, Graph, PassSpec, Plan
@@ -36,8 +36,6 @@ PRECISIONS = ("fp32", "int8", "int8-dynamic")
 FP32_LEVEL = "extended"
 """Offline ORT optimization level for fp32: portable fusions only, no host-specific layouts."""
 
-_VNNI = ("avx512_vnni", "avx_vnni", "amx_int8", "amx_tile", "amx")
-_ARM = ("neon", "asimd", "dotprod", "i8mm")
 _CONV = ("Conv", "ConvTranspose")
 _MATMUL = ("MatMul", "Gemm")
 FUSE = "transformer-fuse"
@@ -57,9 +55,9 @@ class IsaClass:
 
 def isa_class(isa: tuple[str, ...]) -> IsaClass:
     """The int8 choices for a CPU with these ISA flags (see the module docstring for why)."""
-    flags = set(isa)
-    if flags & set(_VNNI):
-        tag = "AMX" if flags & {"amx_int8", "amx_tile", "amx"} else "VNNI"
+    family = int8_family(isa)
+    if family in ("AMX", "VNNI"):
+        tag = family
         return IsaClass(
             tag,
             (
@@ -70,7 +68,7 @@ def isa_class(isa: tuple[str, ...]) -> IsaClass:
             DynamicInt8Options(per_channel=True, reduce_range=False),
             f"{tag} accumulates u8*s8 in int32: U8S8 with full 8-bit weights",
         )
-    if flags & set(_ARM) and "avx2" not in flags:
+    if family == "NEON":
         return IsaClass(
             "NEON",
             (
@@ -83,7 +81,7 @@ def isa_class(isa: tuple[str, ...]) -> IsaClass:
             DynamicInt8Options(per_channel=True, reduce_range=False),
             "Arm int8 dot products take signed operands: S8S8 first",
         )
-    tag = "AVX2" if "avx2" in flags else "generic CPU"
+    tag = "AVX2" if family == "AVX2" else "generic CPU"
     return IsaClass(
         tag,
         (

@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from edgeopt.errors import TargetError
-from edgeopt.hostinfo import physical_cores
+from edgeopt.hostinfo import int8_family, physical_cores
 from edgeopt.types import DeviceProfile, Graph, PassSpec, Plan
 
 from edgeopt_openvino.devices import TargetSpec, computes_fp16
@@ -38,8 +38,6 @@ WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 SIGNED_ACTIVATIONS = ("Gelu", "Sigmoid", "HardSigmoid", "HardSwish", "Mish", "Elu", "Selu", "LeakyRelu", "PRelu",
                       "Tanh", "Softplus", "Erf")
 """Activation ops whose outputs are not a ReLU's non-negative range (``Erf`` is how GELU is exported)."""
-_VNNI = ("avx512_vnni", "avx_vnni", "amx_int8", "amx_tile", "amx")
-_ARM = ("neon", "asimd", "dotprod", "i8mm")
 
 
 @dataclass(frozen=True)
@@ -83,16 +81,7 @@ def graph_traits(graph: Graph) -> GraphTraits:
 
 def isa_tag(device: DeviceProfile) -> str:
     """``AMX``, ``VNNI``, ``AVX2``, ``NEON`` or ``CPU``: the integer-dot-product family of a CPU profile."""
-    flags = set(device.isa)
-    if flags & {"amx_int8", "amx_tile", "amx"}:
-        return "AMX"
-    if flags & set(_VNNI):
-        return "VNNI"
-    if "avx2" in flags:
-        return "AVX2"
-    if flags & set(_ARM):
-        return "NEON"
-    return "CPU"
+    return int8_family(device.isa)
 
 
 def int8_options(spec: TargetSpec, device: DeviceProfile, traits: GraphTraits) -> list[tuple[NncfInt8Options, str]]:
