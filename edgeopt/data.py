@@ -66,11 +66,15 @@ def load_dataset(source: DataSource, graph: Graph, *, purpose: str, max_samples:
 def synthetic_dataset(graph: Graph, *, samples: int = DEFAULT_SYNTHETIC_SAMPLES, seed: int = 0) -> Dataset:
     """Random inputs shaped ``(samples, *dims[1:])`` per graph input (dynamic dims become 1).
 
-    Floats ~ N(0, 1) clipped to [-3, 3], integers in [0, 10), booleans fair coin flips. ``synthetic=True``.
+    Floats ~ N(0, 1) clipped to [-3, 3], integers in [0, 10) (below the table size where the input indexes
+    a constant table: ``edgeopt.index_inputs``), booleans fair coin flips. ``synthetic=True``.
     """
+    from edgeopt.index_inputs import index_limits
+
     if samples < 1:
         raise DataError(f"synthetic data needs at least 1 sample, got {samples}")
     rng = np.random.default_rng(seed)
+    limits = index_limits(graph.path) if graph.path is not None and Path(graph.path).exists() else {}
     arrays: dict[str, np.ndarray] = {}
     for spec in graph.inputs:
         shape = (samples, *(d if isinstance(d, int) and d > 0 else 1 for d in _sample_dims(spec, "synthetic data")))
@@ -78,7 +82,7 @@ def synthetic_dataset(graph: Graph, *, samples: int = DEFAULT_SYNTHETIC_SAMPLES,
         if dtype is not None and dtype.kind == "f":
             arrays[spec.name] = np.clip(rng.standard_normal(shape), -3.0, 3.0).astype(dtype)
         elif dtype is not None and dtype.kind in "iu":
-            arrays[spec.name] = rng.integers(0, 10, size=shape).astype(dtype)
+            arrays[spec.name] = rng.integers(0, min(10, limits.get(spec.name, 10)), size=shape).astype(dtype)
         elif dtype is not None and dtype.kind == "b":
             arrays[spec.name] = rng.random(shape) < 0.5
         else:

@@ -47,6 +47,7 @@ from edgeopt.graph_safety import (
     with_env_limits,
 )
 from edgeopt.isolation import IsolatedWorker
+from edgeopt.legacy_ops import per_channel_prelu_slopes
 from edgeopt.types import Graph, ImportOptions
 
 __all__ = [
@@ -181,13 +182,15 @@ def _failing_op(model: onnx.ModelProto, target: int, exc: BaseException) -> str:
     return f"op {named} failed to convert" if named else _first_line(exc)
 
 
-def _upgrade_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
+def _upgrade_opset(model: onnx.ModelProto, target: int, notes: list[str]) -> onnx.ModelProto:
     current = _onnx_opset(model)
     if current is None:  # e.g. a pure ai.onnx.ml model: import the default domain at the target
         model.opset_import.append(onnx.helper.make_opsetid("", target))
         return model
     if current >= target:
         return model
+    if prelus := per_channel_prelu_slopes(model, current):
+        notes.append(f"{prelus} per-channel PRelu slope(s) reshaped to keep their opset-{current} meaning")
     try:
         converted = version_converter.convert_version(model, target)
     except Exception as exc:  # the C++ converter raises bare RuntimeError/IndexError
@@ -405,7 +408,7 @@ def normalize(
     source_opset = _onnx_opset(work)
     _tidy_imports(work)
     _check(work, workdir=workdir, what="the model", worker=worker)
-    work = _upgrade_opset(work, options.opset)
+    work = _upgrade_opset(work, options.opset, notes)
     _fix_input_shapes(work, options, notes)
     check_fold_sizes(work, options=options)  # before ONNX Runtime folds constants, in the worker or in onnxslim
     if options.simplify:

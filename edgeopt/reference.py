@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.errors import InputSpecError, ModelError
+from edgeopt.feeds import feeds_mismatch, ort_signature
 from edgeopt.types import Dataset, Feeds
 
 
@@ -21,7 +22,7 @@ class ReferenceRunner:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # failures come back as exceptions, reported once by the caller
         if threads:
             options.intra_op_num_threads = threads
         try:
@@ -32,15 +33,32 @@ class ReferenceRunner:
                 hint="the model may use an op ONNX Runtime does not implement; run `edgeopt inspect MODEL`",
             ) from exc
         self._output_names = [o.name for o in self._session.get_outputs()]
+        self._inputs = ort_signature(self._session.get_inputs())
 
     def run(self, feeds: Feeds) -> Sequence[np.ndarray]:
+        """Outputs in graph order. ``InputSpecError`` when ``feeds`` do not fit the declared inputs;
+        ``ModelError`` when they fit and ONNX Runtime still fails (the graph is at fault, or its values)."""
         try:
             return self._session.run(self._output_names, dict(feeds))
         except Exception as exc:
-            raise InputSpecError(f"the model rejected the inputs: {str(exc).splitlines()[0]}") from exc
+            problem = feeds_mismatch(self._inputs, feeds)
+            if problem:
+                raise InputSpecError(problem) from exc
+            raise ModelError(
+                f"ONNX Runtime fails running the model on inputs of its declared names, types and shapes: "
+                f"{_ort_message(exc)}",
+                hint="if the data is synthetic, give --calib/--eval with real inputs (values may be out of the "
+                "model's range); if real inputs fail too, the graph itself does not run in ONNX Runtime",
+            ) from exc
 
     def close(self) -> None:
         self._session = None  # type: ignore[assignment]
+
+
+def _ort_message(exc: Exception) -> str:
+    """ORT's own message without its ``[ONNXRuntimeError] : N : CODE :`` prefix, on one line."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.split(" : ", 3)[-1] if text.startswith("[ONNXRuntimeError]") else text
 
 
 def batch_size_of(graph_inputs: Sequence, default: int = 1) -> int:

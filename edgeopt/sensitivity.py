@@ -157,7 +157,7 @@ def _session(model_bytes: bytes):  # noqa: ANN202 - onnxruntime.InferenceSession
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # no QDQ fusion (extended)
-    options.log_severity_level = 3
+    options.log_severity_level = 4
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 

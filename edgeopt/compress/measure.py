@@ -159,7 +159,7 @@ class _Session:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4
         options.intra_op_num_threads = threads or 0
         ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
         if "DequantizeLinear" in ops and "QuantizeLinear" not in ops:

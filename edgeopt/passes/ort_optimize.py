@@ -79,7 +79,7 @@ def optimize_offline(src: Path, dst: Path, *, level: str = "extended") -> Path:
         options = ort.SessionOptions()
         options.graph_optimization_level = levels[level]
         options.optimized_model_filepath = str(staged)
-        options.log_severity_level = 3
+        options.log_severity_level = 4
         try:
             if model_bytes(src) > BIG_MODEL_BYTES:
                 options.add_session_config_entry(
@@ -116,7 +116,7 @@ def check_loads_on_cpu(path: Path) -> None:
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
+    options.log_severity_level = 4
     try:
         ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT's own pybind exception types
