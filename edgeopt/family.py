@@ -18,14 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeopt.types import Graph
+
 FAMILIES = ("transformer", "rnn", "cnn", "mlp", "other")
 _PASS_THROUGH = ("Add", "Mul", "Div", "Sub", "Where", "Cast", "Identity", "Dropout", "Reshape", "Expand")
 """Elementwise or shape ops allowed between the score MatMul, the Softmax and the value MatMul."""
 _LAYER_NORMS = ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
                 "SkipSimplifiedLayerNormalization", "EmbedLayerNormalization")
 _RECURRENT = ("LSTM", "GRU", "RNN", "Scan", "Loop")
-_CONV = ("Conv", "ConvTranspose")
-_MATMUL = ("MatMul", "Gemm")
+CONV_OPS = ("Conv", "ConvTranspose")
+MATMUL_OPS = ("MatMul", "Gemm")
+WEIGHTED_OPS = (*CONV_OPS, *MATMUL_OPS)
+"""The ops int8 quantization speeds up on every runtime edgeopt targets; a graph without any has nothing to quantize."""
 _FUSED_ATTENTION = ("Attention", "MultiHeadAttention", "QAttention")
 
 
@@ -152,9 +156,33 @@ def detect_family(model: str | Path | Any) -> Family:
     recurrent = sum(ops[o] for o in _RECURRENT)
     if recurrent:
         return Family("rnn", blocks, norms, evidence=f"{recurrent} recurrent node(s)")
-    convs, matmuls = sum(ops[o] for o in _CONV), sum(ops[o] for o in _MATMUL)
+    convs, matmuls = sum(ops[o] for o in CONV_OPS), sum(ops[o] for o in MATMUL_OPS)
     if convs and convs >= matmuls:
         return Family("cnn", blocks, norms, evidence=f"{convs} convolution(s), {matmuls} MatMul/Gemm")
     if matmuls:
         return Family("mlp", blocks, norms, evidence=f"{matmuls} MatMul/Gemm, {convs} convolution(s)")
     return Family("other", blocks, norms, evidence="no convolution, MatMul, Gemm or recurrent node")
+
+
+def op_histogram(graph: Graph) -> Counter[str]:
+    """Op types of the graph's top level, counted (weights are not loaded)."""
+    import onnx
+
+    model = onnx.load(str(graph.path), load_external_data=False)
+    return Counter(node.op_type for node in model.graph.node)
+
+
+def refuse_int8_without_weighted_ops(ops: Counter[str], precision: str, *, kernels: str) -> None:
+    """``TargetError`` when ``precision`` was asked for explicitly and the graph (op histogram ``ops``) has no
+    ``WEIGHTED_OPS`` node: its result would be a float model labelled int8. ``kernels`` names the runtime's
+    int8 kernels for the hint."""
+    from edgeopt.errors import TargetError
+
+    if any(ops[op] for op in WEIGHTED_OPS):
+        return
+    present = ", ".join(f"{op} x{n}" for op, n in ops.most_common(6)) or "no nodes"
+    raise TargetError(
+        f"{precision} has nothing to quantize in this model: it has no Conv, ConvTranspose, MatMul or Gemm node "
+        f"({present})",
+        hint=f"deploy it with --precision fp32 (or auto); {kernels} only cover those ops",
+    )

@@ -21,11 +21,17 @@ would leave every other score in one quantization step.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, replace
 
 from edgeopt.errors import TargetError
-from edgeopt.family import Family, detect_family
+from edgeopt.family import (
+    CONV_OPS,
+    MATMUL_OPS,
+    Family,
+    detect_family,
+    op_histogram,
+    refuse_int8_without_weighted_ops,
+)
 from edgeopt.hostinfo import int8_family, physical_cores
 from edgeopt.passes.ort_quantize import DynamicInt8Options, StaticInt8Options
 from edgeopt.passes.transformer_fusion import TransformerFusionOptions
@@ -36,8 +42,6 @@ PRECISIONS = ("fp32", "int8", "int8-dynamic")
 FP32_LEVEL = "extended"
 """Offline ORT optimization level for fp32: portable fusions only, no host-specific layouts."""
 
-_CONV = ("Conv", "ConvTranspose")
-_MATMUL = ("MatMul", "Gemm")
 FUSE = "transformer-fuse"
 
 
@@ -112,14 +116,6 @@ def dynamic_label(options: DynamicInt8Options, tag: str) -> str:
     return f"{' '.join(parts)} ({tag})"
 
 
-def op_histogram(graph: Graph) -> Counter[str]:
-    """Op types of the graph's top level, counted (weights are not loaded)."""
-    import onnx
-
-    model = onnx.load(str(graph.path), load_external_data=False)
-    return Counter(node.op_type for node in model.graph.node)
-
-
 def is_prequantized(graph: Graph) -> bool:
     """True for a QDQ graph (QuantizeLinear and DequantizeLinear, e.g. exported after quantization-aware
     training): it is compiled as given, never quantized a second time."""
@@ -175,13 +171,9 @@ def plan_candidates(graph: Graph, device: DeviceProfile, precision: str) -> list
     if precision == "fp32":
         return [fp32]
     ops = op_histogram(graph)
-    convs, matmuls = sum(ops[o] for o in _CONV), sum(ops[o] for o in _MATMUL)
-    if precision in ("int8", "int8-dynamic") and convs + matmuls == 0:
-        present = ", ".join(f"{op} x{n}" for op, n in ops.most_common(6))
-        raise TargetError(
-            f"{precision} has nothing to quantize in this model: it has no Conv, MatMul or Gemm node ({present})",
-            hint="deploy it with --precision fp32 (or auto); ONNX Runtime's int8 kernels only cover those ops",
-        )
+    convs, matmuls = sum(ops[o] for o in CONV_OPS), sum(ops[o] for o in MATMUL_OPS)
+    if precision in ("int8", "int8-dynamic"):
+        refuse_int8_without_weighted_ops(ops, precision, kernels="ONNX Runtime's int8 kernels")
     if precision == "int8":
         return statics
     if precision == "int8-dynamic":
@@ -207,7 +199,7 @@ def _transformer_plans(family: Family, device: DeviceProfile, precision: str) ->
     plain = Plan(TARGET, "fp32", (PassSpec("ort-optimize", {"level": FP32_LEVEL}),), label="fp32 (ORT extended)",
                  threads=threads)
     statics = [
-        Plan(TARGET, "int8", (fuse, PassSpec("quantize-static", replace(o, op_types=_MATMUL).to_params())),
+        Plan(TARGET, "int8", (fuse, PassSpec("quantize-static", replace(o, op_types=MATMUL_OPS).to_params())),
              label=f"{static_label(o, cls.tag)} + transformer fusion", threads=threads, notes=(why, cls.note, mask))
         for o in cls.statics[:2]
     ]

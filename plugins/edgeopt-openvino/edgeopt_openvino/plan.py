@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from edgeopt.errors import TargetError
+from edgeopt.family import WEIGHTED_OPS, refuse_int8_without_weighted_ops
 from edgeopt.hostinfo import int8_family, physical_cores
 from edgeopt.types import DeviceProfile, Graph, PassSpec, Plan
 
@@ -34,7 +35,6 @@ from edgeopt_openvino.options import NncfInt8Options
 PRECISIONS = ("fp32", "fp16", "int8")
 CONVERT = "ov-convert"
 QUANTIZE = "nncf-quantize"
-WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 SIGNED_ACTIVATIONS = ("Gelu", "Sigmoid", "HardSigmoid", "HardSwish", "Mish", "Elu", "Selu", "LeakyRelu", "PRelu",
                       "Tanh", "Softplus", "Erf")
 """Activation ops whose outputs are not a ReLU's non-negative range (``Erf`` is how GELU is exported)."""
@@ -132,6 +132,8 @@ def plan_candidates(graph: Graph, spec: TargetSpec, device: DeviceProfile, preci
     if precision == "fp16":
         return [fp16]
     traits = graph_traits(graph)
+    if precision == "int8":
+        refuse_int8_without_weighted_ops(traits.ops, precision, kernels="OpenVINO's int8 (NNCF) kernels")
     int8 = [
         Plan(
             spec.name,

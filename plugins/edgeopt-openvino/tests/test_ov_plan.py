@@ -75,6 +75,12 @@ def test_auto_without_weighted_ops_plans_fp32_only(tmp_path: Path, avx2) -> None
     assert plan.precision == "fp32" and "nothing to speed up" in plan.notes[0]
 
 
+def test_explicit_int8_without_weighted_ops_says_there_is_nothing_to_quantize(tmp_path: Path, avx2) -> None:
+    with pytest.raises(TargetError, match="nothing to quantize") as info:
+        plan_candidates(no_weights_net(tmp_path / "nw.onnx"), CPU, avx2, "int8")
+    assert "--precision fp32" in info.value.hint and "OpenVINO" in info.value.hint
+
+
 def test_undeclared_precision_is_refused(conv_graph, avx2) -> None:
     with pytest.raises(TargetError, match="int8-dynamic"):
         plan_candidates(conv_graph, CPU, avx2, "int8-dynamic")
