@@ -36,6 +36,7 @@ def load_dataset(source: DataSource, graph: Graph, *, purpose: str, max_samples:
     integral). At most ``max_samples`` samples are kept (the first ones). Raises ``DataError``.
     """
     what = f"{purpose} data"
+    check_shared_batch_axis(graph, what=what)
     if max_samples is not None and max_samples < 1:
         raise DataError(f"max_samples must be at least 1, got {max_samples}")
     if source is None:
@@ -73,6 +74,7 @@ def synthetic_dataset(graph: Graph, *, samples: int = DEFAULT_SYNTHETIC_SAMPLES,
 
     if samples < 1:
         raise DataError(f"synthetic data needs at least 1 sample, got {samples}")
+    check_shared_batch_axis(graph, what="synthetic data")
     rng = np.random.default_rng(seed)
     limits = index_limits(graph.path) if graph.path is not None and Path(graph.path).exists() else {}
     arrays: dict[str, np.ndarray] = {}
@@ -252,6 +254,24 @@ def _plain(value: Any, where: str) -> np.ndarray:
     if arr.dtype.kind in "OV":
         raise DataError(f"{where}: object arrays are not accepted", hint="pass numeric numpy arrays")
     return arr
+
+
+def check_shared_batch_axis(graph: Graph, *, what: str) -> None:
+    """``DataError`` when the graph's inputs do not share a leading (batch) dimension: samples are stacked on
+    axis 0 of every input, so an input without a batch axis (a weight-like operand, a recurrent state laid out
+    ``[layers, batch, hidden]``) cannot be fed. Dynamic leading dimensions are taken as shared."""
+    static = [(spec.name, spec.shape[0]) for spec in graph.inputs
+              if spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] > 0]  # fmt: skip
+    if not static:
+        return
+    first, batch = static[0]
+    for name, lead in static[1:]:
+        if lead != batch:
+            raise DataError(
+                f"{what}: input {name!r} leads with {lead} while input {first!r} leads with {batch}: edgeopt stacks "
+                "samples on axis 0 of every input, so a model whose inputs do not share a batch axis is not supported",
+                hint="export the model with a batch axis first on every input, or with that input as a constant",
+            )
 
 
 def _sample_dims(spec: TensorSpec, what: str) -> tuple[Any, ...]:

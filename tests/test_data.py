@@ -226,6 +226,17 @@ def test_synthetic_refuses_string_and_scalar_inputs() -> None:
         synthetic_dataset(_graph(TensorSpec("t", "float32", ())))
 
 
+def test_inputs_without_a_shared_batch_axis_are_refused_in_one_line() -> None:
+    """``A[2,3] @ B[3,4]`` with both as inputs: B has no sample axis; feeding B in slices of 2 would be wrong."""
+    graph = _graph(TensorSpec("a", "float32", (2, 3)), TensorSpec("b", "float32", (3, 4)))
+    for make in (lambda: synthetic_dataset(graph), lambda: load_dataset(None, graph, purpose="calibration")):
+        with pytest.raises(DataError, match="input 'b' leads with 3 while input 'a' leads with 2") as caught:
+            make()
+        assert "\n" not in str(caught.value)
+    shared = _graph(TensorSpec("x", "float32", ("N", 3)), TensorSpec("h", "float32", (1, 4)))
+    assert len(synthetic_dataset(shared, samples=4)) == 4  # a dynamic leading dim is taken as shared
+
+
 # --------------------------------------------------------------------------------------------- images
 
 
