@@ -7,21 +7,16 @@ sees either the previous complete artifact or the new complete one, never a mix 
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import hashlib
 import json
 import math
 import os
-import secrets
-import shutil
-import sys
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edgeopt import atomic_dir
 from edgeopt.errors import ArtifactError, OutputPathError
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -31,11 +26,6 @@ SEAL_KEY = "manifest_sha256"
 """Manifest key holding the sha256 of the canonical manifest without this key, so edits to it are caught."""
 
 _CHUNK = 1024 * 1024
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1
-_RENAME_EXCHANGE = 2
-_STALE_FALLBACK_S = 3600.0
-"""Where directory locks are unavailable, a temp dir counts as abandoned after this many seconds."""
 
 
 def file_sha256(path: Path) -> str:
@@ -76,40 +66,25 @@ def write_artifact(
     replace = check_destination(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        _clean_stale(out)
-        tmp = _make_temp_dir(out)
+        atomic_dir.clean_stale(out)
+        tmp = atomic_dir.make_temp_dir(out)
     except OSError as exc:
         raise _output_error(exc, out.parent) from exc
     try:
-        with _dir_lock(tmp):
+        with atomic_dir.dir_lock(tmp):
             listing = _fill(tmp, entries=entries, report_md=report_md)
             body = dict(manifest)
             body.setdefault("schema_version", MANIFEST_SCHEMA_VERSION)
             body["files"] = listing
             _write_bytes(tmp / MANIFEST_NAME, _sealed_manifest_bytes(body))
-            _fsync_tree(tmp)
-            _install(tmp, out, replace=replace)
+            atomic_dir.fsync_tree(tmp)
+            atomic_dir.install(tmp, out, replace=replace)
     except BaseException as exc:
-        _remove_tree(tmp)
+        atomic_dir.remove_tree(tmp)
         if isinstance(exc, OSError):
             raise _output_error(exc, out) from exc
         raise
     return Path(given)
-
-
-def _temp_name(out: Path, tag: str = "") -> Path:
-    return out.parent / f".{out.name}.tmp-{tag}{secrets.token_hex(6)}"
-
-
-def _make_temp_dir(out: Path) -> Path:
-    """A new empty directory next to ``out`` (mode from the umask, unlike ``mkdtemp``'s 0700)."""
-    while True:
-        tmp = _temp_name(out)
-        try:
-            os.mkdir(tmp, 0o777)
-            return tmp
-        except FileExistsError:
-            continue
 
 
 def _plan_entries(files: Mapping[str, Path], extra_text: Mapping[str, str]) -> dict[str, Path | bytes]:
@@ -259,143 +234,6 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
-
-
-def _fsync_tree(root: Path) -> None:
-    """fsync every directory under ``root`` (files were fsynced when written), deepest first."""
-    dirs = [Path(d) for d, _, _ in os.walk(root)]
-    for d in reversed(dirs):
-        _fsync_dir(d)
-
-
-def _fsync_dir(path: Path) -> None:
-    if sys.platform == "win32":  # directories cannot be opened for fsync there
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _install(tmp: Path, out: Path, *, replace: bool) -> None:
-    """Move the finished ``tmp`` to ``out``; an existing ``out`` is swapped out, never left half-replaced."""
-    if not replace:
-        try:
-            _rename_noreplace(tmp, out)
-        except FileExistsError as exc:
-            raise OutputPathError(
-                f"{out} appeared while the artifact was being written; refusing to overwrite it",
-                hint="another process is writing there; choose another --out path",
-            ) from exc
-        _fsync_dir(out.parent)
-        return
-    if _exchange(tmp, out):
-        _fsync_dir(out.parent)
-        _remove_tree(tmp)  # tmp now holds the old artifact
-        return
-    aside = _temp_name(out, "old-")
-    os.rename(out, aside)
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        os.rename(aside, out)
-        raise
-    _fsync_dir(out.parent)
-    _remove_tree(aside)
-
-
-def _rename_noreplace(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst``; raise FileExistsError rather than replace anything that appeared there."""
-    if _renameat2(src, dst, _RENAME_NOREPLACE):
-        return
-    try:
-        os.rename(src, dst)  # a directory can only replace an empty directory
-    except OSError as exc:
-        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
-            raise FileExistsError(errno.EEXIST, "exists", os.fspath(dst)) from exc
-        raise
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths with ``renameat2(RENAME_EXCHANGE)``; False where that is unsupported."""
-    return _renameat2(a, b, _RENAME_EXCHANGE)
-
-
-def _renameat2(a: Path, b: Path, flags: int) -> bool:
-    """Call Linux ``renameat2``; False when the platform, libc or filesystem lacks it."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), flags) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-        return False
-    if err == errno.EEXIST:
-        raise FileExistsError(err, os.strerror(err), os.fspath(b))
-    raise OSError(err, os.strerror(err), os.fspath(b))
-
-
-# ----------------------------------------------------------------------------------- temp dirs, locks
-
-
-@contextlib.contextmanager
-def _dir_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` so a concurrent cleaner knows the temp dir is alive."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: age decides staleness instead
-        yield
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _is_abandoned(path: Path) -> bool:
-    try:
-        import fcntl
-    except ImportError:
-        try:
-            return time.time() - path.stat().st_mtime > _STALE_FALLBACK_S
-        except OSError:
-            return False
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False  # a live writer holds it
-    finally:
-        os.close(fd)
-    return True
-
-
-def _clean_stale(out: Path) -> None:
-    """Remove ``.{name}.tmp-*`` dirs next to ``out`` left by a writer that crashed."""
-    prefix = f".{out.name}.tmp-"
-    try:
-        candidates = [p for p in out.parent.iterdir() if p.name.startswith(prefix)]
-    except OSError:
-        return
-    for p in candidates:
-        if p.is_dir() and not p.is_symlink() and _is_abandoned(p):
-            _remove_tree(p)
-
-
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _output_error(exc: OSError, where: Path) -> OutputPathError:

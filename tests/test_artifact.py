@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeopt import artifact
+from edgeopt import artifact, atomic_dir
 from edgeopt.artifact import MANIFEST_SCHEMA_VERSION, file_sha256, verify_artifact, write_artifact
 from edgeopt.errors import ArtifactError, EdgeoptError, OutputPathError
 
@@ -199,13 +199,13 @@ def test_replace_is_complete_at_every_instant(
 ) -> None:
     out = _write(tmp_path / "art", sources, "v1")
     seen: list[str] = []
-    real_fsync_dir = artifact._fsync_dir
+    real_fsync_dir = atomic_dir.fsync_dir
 
     def observing_fsync_dir(path: Path) -> None:
         seen.append(verify_artifact(out)["plan"]["label"])  # raises if `out` is ever incomplete
         real_fsync_dir(path)
 
-    monkeypatch.setattr(artifact, "_fsync_dir", observing_fsync_dir)
+    monkeypatch.setattr(atomic_dir, "fsync_dir", observing_fsync_dir)
     _write(out, sources, "v2")
     assert seen[0] == "v1" and seen[-1] == "v2" and set(seen) == {"v1", "v2"}
     assert verify_artifact(out)["plan"]["label"] == "v2"
@@ -217,7 +217,7 @@ def test_replace_without_renameat2_falls_back(
     tmp_path: Path, sources: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = _write(tmp_path / "art", sources, "v1")
-    monkeypatch.setattr(artifact, "_renameat2", lambda a, b, flags: False)
+    monkeypatch.setattr(atomic_dir, "_renameat2", lambda a, b, flags: False)
     _write(out, sources, "v2")
     assert verify_artifact(out)["plan"]["label"] == "v2"
     assert _temp_dirs(tmp_path) == []
@@ -267,7 +267,7 @@ def test_failed_swap_keeps_old_artifact(
     def failing_exchange(a: Path, b: Path) -> bool:
         raise OSError(errno.EIO, "I/O error")
 
-    monkeypatch.setattr(artifact, "_exchange", failing_exchange)
+    monkeypatch.setattr(atomic_dir, "_exchange", failing_exchange)
     with pytest.raises(EdgeoptError):
         _write(out, sources, "v2")
     assert verify_artifact(out)["plan"]["label"] == "v1"
