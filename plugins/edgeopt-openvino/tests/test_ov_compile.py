@@ -122,10 +122,11 @@ def test_malformed_plans_fail_with_compile_error(conv_graph, avx2, tmp_path: Pat
         compile_plan(conv_graph, bad, CPU, samples_for(conv_graph), tmp_path / "d")
 
 
-def test_int8_with_nothing_to_quantize_fails(tmp_path: Path, avx2, in_process) -> None:
+def test_int8_with_nothing_to_quantize_fails(tmp_path: Path, conv_graph, avx2, in_process) -> None:
+    """compile's own guard, for a plan made elsewhere (the planner already refuses int8 on such a graph)."""
     graph = no_weights_net(tmp_path / "nw.onnx")
     with pytest.raises(CompileError, match="quantized none of the 0 weighted ops"):
-        compile_plan(graph, _int8(graph, avx2), CPU, samples_for(graph), tmp_path / "out")
+        compile_plan(graph, _int8(conv_graph, avx2), CPU, samples_for(graph), tmp_path / "out")
 
 
 def test_literal_batch_reshapes_are_made_batch_agnostic(tmp_path: Path, avx2) -> None:
