@@ -63,6 +63,8 @@ def _shapes(model: Any) -> dict[str, tuple]:
 
 class _Graph:
     def __init__(self, model: Any) -> None:
+        from edgeopt.graph_inspect import constant_values
+
         self.nodes = list(model.graph.node)
         self.producer = {o: n for n in self.nodes for o in n.output}
         self.consumers: dict[str, list] = {}
@@ -72,9 +74,7 @@ class _Graph:
         self.constants = {t.name for t in model.graph.initializer}
         self.constants |= {o for n in self.nodes if n.op_type == "Constant" for o in n.output}
         self.shapes = _shapes(model)
-        self.values: dict[str, Any] = {t.name: t for t in model.graph.initializer}
-        self.values |= {n.output[0]: a.t for n in self.nodes if n.op_type == "Constant" for a in n.attribute
-                        if a.name == "value"}
+        self.values: dict[str, Any] = constant_values(model.graph)
 
     def constant_shape(self, name: str) -> tuple | None:
         from onnx import numpy_helper

@@ -10,10 +10,9 @@ def plain_reshapes(model: Any) -> int:
     nothing, and converters such as onnx2torch refuse ``allowzero=1``); return how many changed."""
     from onnx import numpy_helper
 
-    constants = {t.name: t for t in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            constants[node.output[0]] = node.attribute[0].t
+    from edgeopt.graph_inspect import constant_values
+
+    constants = constant_values(model.graph)
     changed = 0
     for node in model.graph.node:
         if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in constants:

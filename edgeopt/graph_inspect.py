@@ -247,6 +247,18 @@ class GraphSummary:
         }
 
 
+def constant_values(graph: onnx.GraphProto) -> dict[str, TensorProto]:
+    """Tensors known before any run, by name: ``graph``'s initializers and the ``value`` of its Constant nodes
+    (this graph's level only)."""
+    found = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            tensor = next((a.t for a in node.attribute if a.name == "value"), None)
+            if tensor is not None:
+                found[node.output[0]] = tensor
+    return found
+
+
 def weight_tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
     """Initializers of the main graph and the value tensors of Constant nodes (subgraphs included)."""
     yield from model.graph.initializer

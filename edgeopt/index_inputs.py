@@ -22,15 +22,12 @@ def index_limits(model_path: Path) -> dict[str, int]:
     """
     import onnx
 
+    from edgeopt.graph_inspect import constant_values
+
     model = onnx.load(str(model_path), load_external_data=False)
     graph = model.graph
-    shapes: dict[str, tuple[int, ...]] = {init.name: tuple(init.dims) for init in graph.initializer}
-    values: dict[str, Any] = {init.name: init for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output:
-            tensor = next((a.t for a in node.attribute if a.name == "value"), None)
-            if tensor is not None:
-                shapes[node.output[0]], values[node.output[0]] = tuple(tensor.dims), tensor
+    values = constant_values(graph)
+    shapes = {name: tuple(tensor.dims) for name, tensor in values.items()}
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for position, name in enumerate(node.input):

@@ -21,10 +21,12 @@ def per_channel_prelu_slopes(model: Any, opset: int) -> int:
     """Reshape, in place, the 1-D per-channel slopes of ``model``'s PRelu nodes on inputs of rank > 2 when
     ``opset`` (the model's default-domain opset) predates numpy-style broadcasting; return how many changed.
 
-    Raises ``UnsupportedModelError`` for a per-channel slope that is not a constant, or whose input rank
-    cannot be inferred: its meaning after an upgrade could not be kept.
+    Raises ``UnsupportedModelError`` for a per-channel slope that is not a constant (an initializer or a
+    Constant node), or whose input rank cannot be inferred: its meaning after an upgrade could not be kept.
     """
     from onnx import numpy_helper
+
+    from edgeopt.graph_inspect import constant_values
 
     if opset >= PER_CHANNEL_PRELU_UNTIL:
         return 0
@@ -32,7 +34,7 @@ def per_channel_prelu_slopes(model: Any, opset: int) -> int:
     if not prelus:
         return 0
     ranks = _ranks(model)
-    initializers = {init.name: init for init in model.graph.initializer}
+    constants = constant_values(model.graph)
     readers: dict[str, int] = {}
     for node in model.graph.node:
         for name in node.input:
@@ -40,7 +42,7 @@ def per_channel_prelu_slopes(model: Any, opset: int) -> int:
     changed = 0
     for node in prelus:
         slope_name = node.input[1]
-        tensor = initializers.get(slope_name)
+        tensor = constants.get(slope_name)
         if tensor is None:
             raise UnsupportedModelError(
                 f"PRelu {node.name or node.output[0]!r} (opset {opset}) takes its slope from a computed tensor: "
@@ -59,15 +61,15 @@ def per_channel_prelu_slopes(model: Any, opset: int) -> int:
             )
         if rank <= 2:
             continue  # [N, C]: the last axis is the channel axis, same meaning in both opsets
-        reshaped = numpy_helper.from_array(slope.reshape(slope.size, *([1] * (rank - 2))), slope_name)
-        if readers[slope_name] == 1:
-            tensor.CopyFrom(reshaped)
+        per_channel = slope.reshape(slope.size, *([1] * (rank - 2)))
+        if readers[slope_name] == 1:  # the initializer or the Constant node's value, edited where it is
+            tensor.CopyFrom(numpy_helper.from_array(per_channel, tensor.name))
         else:
-            reshaped.name = f"{slope_name}__per_channel{rank}"
-            if reshaped.name not in initializers:
-                model.graph.initializer.append(reshaped)
-                initializers[reshaped.name] = model.graph.initializer[-1]
-            node.input[1] = reshaped.name
+            copy_name = f"{slope_name}__per_channel{rank}"
+            if copy_name not in constants:
+                model.graph.initializer.append(numpy_helper.from_array(per_channel, copy_name))
+                constants[copy_name] = model.graph.initializer[-1]
+            node.input[1] = copy_name
         changed += 1
     return changed
 

@@ -51,21 +51,30 @@ def test_normalized_model_reproduces_the_recorded_outputs(case: Path, tmp_path: 
         np.testing.assert_allclose(actual.reshape(expected.shape), expected, rtol=1e-3, atol=1e-4, equal_nan=True)
 
 
-def _opset6_prelu(channels: int, shape: list[int]) -> tuple[onnx.ModelProto, np.ndarray]:
+def _opset6_prelu(
+    channels: int, shape: list[int], *, constant_node: bool = False
+) -> tuple[onnx.ModelProto, np.ndarray]:
+    """PRelu(x, slope) at opset 6; the slope an initializer, or with ``constant_node`` a Constant node's value."""
     slope = np.linspace(0.1, 0.9, channels, dtype=np.float32)
+    nodes = [helper.make_node("PRelu", ["x", "slope"], ["y"], name="prelu")]
+    if constant_node:
+        nodes.insert(0, helper.make_node("Constant", [], ["slope"], value=numpy_helper.from_array(slope)))
     graph = helper.make_graph(
-        [helper.make_node("PRelu", ["x", "slope"], ["y"], name="prelu")],
+        nodes,
         "prelu",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
-        [numpy_helper.from_array(slope, "slope")],
+        [] if constant_node else [numpy_helper.from_array(slope, "slope")],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 6)], ir_version=3), slope
 
 
-def test_per_channel_prelu_keeps_its_meaning_where_the_last_dim_equals_the_channels(tmp_path: Path) -> None:
+@pytest.mark.parametrize("constant_node", [False, True], ids=["initializer", "constant-node"])
+def test_per_channel_prelu_keeps_its_meaning_where_the_last_dim_equals_the_channels(
+    tmp_path: Path, constant_node: bool
+) -> None:
     """[N, C, H, W] with W == C: a plain upgrade runs, and applies the slopes along W (silently wrong)."""
-    model, slope = _opset6_prelu(3, [2, 3, 4, 3])
+    model, slope = _opset6_prelu(3, [2, 3, 4, 3], constant_node=constant_node)
     graph = normalize(model, source_fingerprint="x", source_format="onnx", options=ImportOptions(), workdir=tmp_path)
     x = np.random.default_rng(0).standard_normal((2, 3, 4, 3)).astype(np.float32)
     expected = np.where(x >= 0, x, x * slope.reshape(1, 3, 1, 1))

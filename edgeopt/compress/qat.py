@@ -17,6 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgeopt.compress.prune import _weighted
+from edgeopt.graph_inspect import constant_values
 
 if TYPE_CHECKING:
     import torch
@@ -139,10 +140,7 @@ def fold_weight_quantize(src: str, dst: str) -> int:
     quantizer writes), so the file holds 8-bit weights; return how many were folded."""
     model = onnx.load(src)
     graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    for node in graph.node:  # the TorchScript exporter writes scales as Constant nodes
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            inits[node.output[0]] = node.attribute[0].t
+    inits = constant_values(graph)  # the TorchScript exporter writes scales as Constant nodes
     folded, keep = 0, []
     for node in graph.node:
         if node.op_type != "QuantizeLinear" or not all(i in inits for i in node.input if i):
