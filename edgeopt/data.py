@@ -36,11 +36,11 @@ def load_dataset(source: DataSource, graph: Graph, *, purpose: str, max_samples:
     integral). At most ``max_samples`` samples are kept (the first ones). Raises ``DataError``.
     """
     what = f"{purpose} data"
-    check_shared_batch_axis(graph, what=what)
     if max_samples is not None and max_samples < 1:
         raise DataError(f"max_samples must be at least 1, got {max_samples}")
     if source is None:
-        return synthetic_dataset(graph, samples=max_samples or DEFAULT_SYNTHETIC_SAMPLES)
+        return synthetic_dataset(graph, samples=max_samples or DEFAULT_SYNTHETIC_SAMPLES)  # checks the axis itself
+    check_shared_batch_axis(graph, what=what)
     synthetic = False
     if isinstance(source, Dataset):
         arrays, labels = dict(source.arrays), source.labels
