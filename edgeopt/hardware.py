@@ -210,7 +210,8 @@ def _validate(path: Path, data: dict[str, Any]) -> DeviceProfile:
 def host_profile() -> DeviceProfile:
     """This machine as a profile named ``host``: figures from the closest shipped CPU profile.
 
-    AVX-512 VNNI or AMX -> ``x86-avx512-vnni``; NEON -> ``raspberry-pi-5``; otherwise ``x86-avx2-2core``
+    AMX -> ``x86-amx``; AVX512_BF16 -> ``x86-avx512-bf16``; AVX-512 VNNI -> ``x86-avx512-vnni``; NEON ->
+    ``raspberry-pi-5``; otherwise ``x86-avx2-2core``
     (AVX-VNNI alone too: no shipped profile has 256-bit VNNI, so its int8 peak is understated). ISA and
     cores are the detected ones; peak ops are scaled by detected cores over the base profile's cores. Power
     and bandwidth are the base profile's, and ``sources`` says so.
@@ -220,7 +221,11 @@ def host_profile() -> DeviceProfile:
     isa = tuple(hostinfo.cpu_isa())
     cores = hostinfo.physical_cores() or os.cpu_count() or 1
     family = hostinfo.int8_family(isa)
-    if family == "AMX" or "avx512_vnni" in isa:
+    if family == "AMX":
+        base_name = "x86-amx"
+    elif "avx512_bf16" in isa:
+        base_name = "x86-avx512-bf16"
+    elif "avx512_vnni" in isa:
         base_name = "x86-avx512-vnni"
     elif family == "NEON":
         base_name = "raspberry-pi-5"

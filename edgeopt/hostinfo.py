@@ -25,15 +25,24 @@ ISA_FLAGS = (
     "avx512_bf16",
     "amx_tile",
     "amx_int8",
+    "amx_bf16",
     "neon",
     "dotprod",
     "i8mm",
+    "bf16",
 )
 """Every flag ``cpu_isa`` can report, in the order it reports them."""
 
 AMX_FLAGS = ("amx_int8", "amx_tile", "amx")
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", *AMX_FLAGS)
 ARM_FLAGS = ("neon", "asimd", "dotprod", "i8mm")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+"""Native bf16 dot products: AVX512_BF16 (``vdpbf16ps``), AMX-BF16 tiles, Arm's BF16 extension (``bfdot``)."""
+
+
+def computes_bf16(isa: Iterable[str]) -> bool:
+    """Whether a CPU with these ISA flags computes bf16 natively (rather than emulating it through fp32)."""
+    return bool(set(isa) & set(BF16_FLAGS))
 
 
 def int8_family(isa: Iterable[str]) -> str:

@@ -21,7 +21,7 @@ _MARKERS = {"fp32 / float": "s", "quantized": "o", "mixed (fp32 fallback)": "D"}
 def _kind(c: Mapping[str, Any]) -> str:
     if c.get("keep_fp32"):
         return "mixed (fp32 fallback)"
-    return "fp32 / float" if str(c.get("precision")) in ("fp32", "fp16") else "quantized"
+    return "fp32 / float" if str(c.get("precision")) in ("fp32", "fp16", "bf16") else "quantized"
 
 
 def _marker(c: Mapping[str, Any]) -> str:

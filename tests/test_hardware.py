@@ -18,8 +18,8 @@ from edgeopt.hardware import (
     search_path,
 )
 
-SHIPPED = {"x86-avx2-2core", "x86-avx512-vnni", "nvidia-h100", "jetson-orin-nano", "coral-edgetpu-usb",
-           "raspberry-pi-5"}
+SHIPPED = {"x86-avx2-2core", "x86-avx512-vnni", "x86-avx512-bf16", "x86-amx", "nvidia-h100", "jetson-orin-nano",
+           "coral-edgetpu-usb", "raspberry-pi-5"}
 
 GOOD = """\
 schema_version: 1
@@ -171,7 +171,8 @@ def test_host_profile_matches_this_machine() -> None:
 
 @pytest.mark.parametrize(
     ("isa", "base"),
-    [(("avx2", "fma", "avx512f", "avx512_vnni"), "x86-avx512-vnni"), (("avx2", "amx_tile"), "x86-avx512-vnni"),
+    [(("avx2", "fma", "avx512f", "avx512_vnni"), "x86-avx512-vnni"), (("avx2", "amx_tile"), "x86-amx"),
+     (("avx2", "avx512f", "avx512_vnni", "avx512_bf16"), "x86-avx512-bf16"),
      (("avx2", "fma"), "x86-avx2-2core"), (("neon", "dotprod"), "raspberry-pi-5")],
 )
 def test_host_profile_picks_base_by_isa_and_scales_by_cores(monkeypatch: pytest.MonkeyPatch, isa, base) -> None:

@@ -31,11 +31,22 @@ def test_parse_x86_flags_in_canonical_order() -> None:
         "avx512_bf16",
         "amx_tile",
         "amx_int8",
+        "amx_bf16",
     )
 
 
 def test_parse_arm_features_normalized() -> None:
     assert hostinfo.parse_cpuinfo(ARM) == ("neon", "dotprod", "i8mm")
+    assert hostinfo.parse_cpuinfo(ARM.replace("i8mm", "i8mm bf16")) == ("neon", "dotprod", "i8mm", "bf16")
+
+
+@pytest.mark.parametrize(
+    ("isa", "bf16"),
+    [(("avx2", "fma"), False), (("avx512f", "avx512_vnni"), False), (("avx512f", "avx512_bf16"), True),
+     (("amx_tile", "amx_bf16"), True), (("neon", "dotprod"), False), (("neon", "bf16"), True)],
+)
+def test_computes_bf16_only_with_native_bf16_dot_products(isa, bf16) -> None:
+    assert hostinfo.computes_bf16(isa) is bf16
 
 
 def test_parse_without_flags_is_empty() -> None:

@@ -1,4 +1,4 @@
-"""edgeopt targets ``openvino`` (CPU), ``openvino-gpu`` and ``openvino-npu``: OpenVINO IR, fp32/fp16/NNCF int8.
+"""edgeopt targets ``openvino`` (CPU), ``openvino-gpu`` and ``openvino-npu``: OpenVINO IR, fp32/fp16/bf16/NNCF int8.
 
 Registered through the ``edgeopt`` entry point like any third-party plugin; it uses only edgeopt's
 public API. OpenVINO and NNCF are imported inside the hooks that need them, so listing targets works
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from edgeopt_openvino.runner import OpenVinoRunner
 
 EDGEOPT_HOOK_API = 1
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 TARGET_NAMES = tuple(spec.name for spec in TARGETS)
 
 __all__ = ["EDGEOPT_HOOK_API", "PRECISIONS", "TARGET_NAMES"]
@@ -40,13 +40,15 @@ def edgeopt_register_targets(register: TargetRegister) -> None:
         else:
             available, reason = True, ""
         version = f"OpenVINO {status.version.split('-')[0]}" if status.version else "OpenVINO"
+        offered = precisions if device_present(spec.ov_device, status.bf16_devices) else tuple(
+            p for p in precisions if p != "bf16")
         description = f"{spec.description.replace('OpenVINO', version, 1)} (devices found: {found})"
         if not status.has_nncf:
             description += "; int8 needs NNCF: pip install nncf"
         register.add_target(
             spec.name,
             description=description,
-            precisions=precisions,
+            precisions=offered,
             available=available,
             reason=reason,
             device_kinds=(spec.kind,),
@@ -80,6 +82,7 @@ def edgeopt_runner(
 ) -> OpenVinoRunner | None:
     if target.name not in TARGET_NAMES:
         return None
+    from edgeopt_openvino.compile import read_compute
     from edgeopt_openvino.runner import OpenVinoRunner
 
     return OpenVinoRunner(
@@ -88,4 +91,5 @@ def edgeopt_runner(
         precision=compiled.plan.precision,
         batch=settings.batch,
         threads=settings.threads or compiled.plan.threads,
+        compute=read_compute(compiled),
     )

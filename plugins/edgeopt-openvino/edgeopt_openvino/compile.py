@@ -1,6 +1,8 @@
 """Compile a plan for OpenVINO: check its passes here, build the IR in an isolated worker process.
 
-Passes: ``ov-convert`` (ONNX → IR; ``compress_to_fp16`` stores weights in fp16) and, for int8,
+Passes: ``ov-convert`` (ONNX → IR; ``compress_to_fp16`` stores weights in fp16; ``inference_precision``
+``f32``/``bf16``/``f16`` fixes the arithmetic of the model's float parts, written beside the IR as
+``inference.json`` so the artifact carries it, hashed, to every later load) and, for int8,
 ``nncf-quantize`` (``NncfInt8Options``; the plan's ``keep_fp32``, ``calibration`` and ``granularity``
 fields are applied to it). Conversion and quantization run in a child process (the core's
 ``IsolatedWorker``) with a time limit (``EDGEOPT_ISOLATION_TIMEOUT_S``), so a crash or a hang in
@@ -15,6 +17,7 @@ outside ``workdir``. ``EDGEOPT_ISOLATION=0`` runs builds in this process instead
 from __future__ import annotations
 
 import atexit
+import json
 import threading
 from pathlib import Path
 
@@ -70,8 +73,14 @@ class BuildWorker:
 BUILDER = BuildWorker()
 
 
-def parse_passes(plan: Plan) -> tuple[bool, NncfInt8Options | None]:
-    """``(compress_to_fp16, int8 options or None)`` from the plan's passes; ``CompileError`` if malformed."""
+INFERENCE_FILE = "inference.json"
+"""Beside the IR when the plan fixes the inference precision: ``{"INFERENCE_PRECISION_HINT": "bf16"}``."""
+COMPUTE_CHOICES = ("f32", "bf16", "f16")
+
+
+def parse_passes(plan: Plan) -> tuple[bool, NncfInt8Options | None, str | None]:
+    """``(compress_to_fp16, int8 options or None, inference precision or None)`` from the plan's passes;
+    ``CompileError`` if malformed."""
     if not plan.passes or plan.passes[0].name != CONVERT:
         raise CompileError(
             f"an OpenVINO plan starts with the {CONVERT!r} pass, got {[p.name for p in plan.passes]}",
@@ -79,9 +88,11 @@ def parse_passes(plan: Plan) -> tuple[bool, NncfInt8Options | None]:
         )
     params = dict(plan.passes[0].params)
     fp16 = params.pop("compress_to_fp16", plan.precision == "fp16")
-    if params or not isinstance(fp16, bool):
+    compute = params.pop("inference_precision", "bf16" if plan.precision == "bf16" else None)
+    if params or not isinstance(fp16, bool) or compute not in (None, *COMPUTE_CHOICES):
         raise CompileError(f"invalid {CONVERT} parameters {dict(plan.passes[0].params)}",
-                           hint=f"{CONVERT} takes only compress_to_fp16 (true/false)")
+                           hint=f"{CONVERT} takes compress_to_fp16 (true/false) and inference_precision "
+                                f"({', '.join(COMPUTE_CHOICES)})")
     int8 = None
     for spec in plan.passes[1:]:
         if spec.name != QUANTIZE or int8 is not None:
@@ -90,12 +101,27 @@ def parse_passes(plan: Plan) -> tuple[bool, NncfInt8Options | None]:
         int8 = NncfInt8Options.from_params(spec.params).for_plan(plan)
     if plan.precision == "int8" and int8 is None:
         raise CompileError(f"an int8 plan needs the {QUANTIZE!r} pass", hint=f"add PassSpec({QUANTIZE!r}, ...)")
-    return fp16, int8
+    return fp16, int8, compute
+
+
+def read_compute(compiled: Compiled) -> str | None:
+    """The inference precision a compiled plan fixed (``inference.json`` beside the IR), or None."""
+    if INFERENCE_FILE not in compiled.files:
+        return None
+    try:
+        hint = json.loads((Path(compiled.directory) / INFERENCE_FILE).read_text())["INFERENCE_PRECISION_HINT"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CompileError(f"{INFERENCE_FILE} beside the IR is unreadable ({exc})",
+                           hint="re-run `edgeopt deploy`") from exc
+    if hint not in COMPUTE_CHOICES:
+        raise CompileError(f"{INFERENCE_FILE} names an unknown inference precision {hint!r}",
+                           hint="re-run `edgeopt deploy`")
+    return hint
 
 
 def compile_plan(graph: Graph, plan: Plan, spec: TargetSpec, calibration: Dataset, workdir: Path) -> Compiled:
     """Write ``workdir/model.xml`` + ``model.bin`` for ``plan``; never touch ``graph.path``."""
-    fp16, int8 = parse_passes(plan)
+    fp16, int8, compute = parse_passes(plan)
     if int8 is not None and int8.target_device not in ("ANY", spec.ov_device):
         raise CompileError(f"int8 options target {int8.target_device}, the plan's target {spec.name!r} runs on "
                            f"{spec.ov_device}", hint=f"set target_device to {spec.ov_device!r}")
@@ -104,14 +130,19 @@ def compile_plan(graph: Graph, plan: Plan, spec: TargetSpec, calibration: Datase
     workdir = Path(workdir)
     job = BuildJob(str(graph.path), str(workdir), batch, fp16, int8, feeds)
     result = BUILDER.build(job)
-    passes = [PassSpec(CONVERT, dict(result.convert))]
+    files = result.files
+    convert = dict(result.convert)
+    if compute is not None:
+        (workdir / INFERENCE_FILE).write_text(json.dumps({"INFERENCE_PRECISION_HINT": compute}) + "\n")
+        files, convert["inference_precision"] = (*files, INFERENCE_FILE), compute
+    passes = [PassSpec(CONVERT, convert)]
     if result.quantize is not None:
         passes.append(PassSpec(QUANTIZE, {**result.quantize, "nncf": result.nncf}))
     kept = [f"kept in float: {name} -> {', '.join(ops)}" for name, ops in result.kept_fp32_ops.items()]
     return Compiled(
         directory=workdir,
         model_file=MODEL_XML,
-        files=result.files,
+        files=files,
         plan=plan,
         runtime=f"openvino {result.openvino}",
         passes=tuple(passes),

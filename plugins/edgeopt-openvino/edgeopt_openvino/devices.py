@@ -70,6 +70,8 @@ class OpenVinoStatus:
     problem: str = ""
     """Why OpenVINO is unusable here (not importable, cannot list devices); empty when usable."""
     has_nncf: bool = False
+    bf16_devices: tuple[str, ...] = ()
+    """Devices that report ``BF16`` among their ``OPTIMIZATION_CAPABILITIES``."""
 
 
 def openvino_status() -> OpenVinoStatus:
@@ -80,13 +82,15 @@ def openvino_status() -> OpenVinoStatus:
     except ImportError as exc:
         return OpenVinoStatus(None, problem=f"openvino is not importable ({exc}); {INSTALL_HINT}", has_nncf=has_nncf)
     try:
-        devices = tuple(ov.Core().available_devices)
+        core = ov.Core()
+        devices = tuple(core.available_devices)
     except Exception as exc:  # OpenVINO's RuntimeError from a broken plugin library
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return OpenVinoStatus(
             ov.__version__, problem=f"OpenVINO cannot list its devices ({first}); reinstall openvino", has_nncf=has_nncf
         )
-    return OpenVinoStatus(ov.__version__, devices, has_nncf=has_nncf)
+    bf16 = tuple(d for d in devices if "BF16" in capabilities(core, d))
+    return OpenVinoStatus(ov.__version__, devices, has_nncf=has_nncf, bf16_devices=bf16)
 
 
 def device_present(ov_device: str, devices: tuple[str, ...]) -> bool:
@@ -113,3 +117,11 @@ def computes_fp16(ov_device: str) -> bool:
     import openvino as ov
 
     return "FP16" in capabilities(ov.Core(), ov_device)
+
+
+def computes_bf16(ov_device: str) -> bool:
+    """Whether OpenVINO can run bf16 arithmetic on ``ov_device`` here (``BF16`` among its capabilities: CPUs
+    with AVX512_BF16 or AMX, Arm CPUs with the BF16 extension)."""
+    import openvino as ov
+
+    return "BF16" in capabilities(ov.Core(), ov_device)

@@ -3,6 +3,9 @@
 - ``fp32``: the IR with fp32 weights, run with ``INFERENCE_PRECISION_HINT=f32``.
 - ``fp16``: the IR with weights stored as fp16 (half the size). Devices that compute in fp16 (GPU,
   NPU, CPUs with AVX512-FP16/AMX-FP16) run it in fp16; other CPUs decompress to f32 at load time.
+- ``bf16``: the IR with fp32 weights, run with ``INFERENCE_PRECISION_HINT=bf16``; planned only where OpenVINO
+  reports ``BF16`` compute for the device (x86 CPUs with AVX512_BF16 or AMX, Arm CPUs with BF16). OpenVINO's
+  own default on such CPUs is bf16; edgeopt offers it as a candidate judged like any other, never silently.
 - ``int8``: NNCF post-training quantization, a few variants for the core to judge and time:
 
   - conv/MLP graphs: first the ``performance`` preset (symmetric) with global min/max activation
@@ -15,6 +18,9 @@
     transformers), then ``performance``, both with NNCF's default ranges (outliers in attention make
     global min/max ranges coarse).
 
+Where the device computes bf16, ``auto`` and ``int8`` also offer the first int8 variant with its float
+parts (the ops NNCF leaves unquantized: softmax, norms, the output head) in bf16.
+
 A graph counts as attention when it has a Softmax and at least two MatMuls whose both operands are
 computed tensors (Q·Kᵀ and scores·V) — read from the op graph, never from node names.
 """
@@ -26,13 +32,14 @@ from dataclasses import dataclass, replace
 
 from edgeopt.errors import TargetError
 from edgeopt.family import WEIGHTED_OPS, refuse_int8_without_weighted_ops
+from edgeopt.hostinfo import computes_bf16 as isa_computes_bf16
 from edgeopt.hostinfo import int8_family, physical_cores
 from edgeopt.types import DeviceProfile, Graph, PassSpec, Plan
 
-from edgeopt_openvino.devices import TargetSpec, computes_fp16
+from edgeopt_openvino.devices import TargetSpec, computes_bf16, computes_fp16
 from edgeopt_openvino.options import NncfInt8Options
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 CONVERT = "ov-convert"
 QUANTIZE = "nncf-quantize"
 SIGNED_ACTIVATIONS = ("Gelu", "Sigmoid", "HardSigmoid", "HardSwish", "Mish", "Elu", "Selu", "LeakyRelu", "PRelu",
@@ -127,10 +134,18 @@ def plan_candidates(graph: Graph, spec: TargetSpec, device: DeviceProfile, preci
         () if fp16_compute else (f"OpenVINO reports no FP16 compute on {where}: weights are stored in fp16 "
                                  "(half the size) and run in f32",),
     )
+    bf16_compute = computes_bf16(spec.ov_device) and (spec.kind != "cpu" or isa_computes_bf16(device.isa))
+    bf16 = Plan(spec.name, "bf16", (PassSpec(CONVERT, {"compress_to_fp16": False, "inference_precision": "bf16"}),),
+                f"bf16 (OpenVINO {where})", threads)
     if precision == "fp32":
         return [fp32]
     if precision == "fp16":
         return [fp16]
+    if precision == "bf16":
+        if not bf16_compute:
+            raise TargetError(f"no BF16 compute on {where} for device {device.name!r} here",
+                              hint="bf16 needs a CPU with AVX512_BF16 or AMX (or Arm BF16); choose fp32, fp16 or int8")
+        return [bf16]
     traits = graph_traits(graph)
     if precision == "int8":
         refuse_int8_without_weighted_ops(traits.ops, precision, kernels="OpenVINO's int8 (NNCF) kernels")
@@ -146,9 +161,13 @@ def plan_candidates(graph: Graph, spec: TargetSpec, device: DeviceProfile, preci
         )
         for options, label in int8_options(spec, device, traits)
     ]
+    if bf16_compute and int8:
+        first = int8[0]
+        convert = PassSpec(CONVERT, {"compress_to_fp16": False, "inference_precision": "bf16"})
+        int8.append(replace(first, passes=(convert, *first.passes[1:]), label=f"{first.label}, bf16 float parts"))
     if precision == "int8":
         return int8
     if traits.weighted == 0:
         note = "no Conv/MatMul/Gemm node: int8 and fp16 have nothing to speed up, only fp32 is planned"
         return [Plan(fp32.target, fp32.precision, fp32.passes, fp32.label, fp32.threads, (note,))]
-    return [fp32, *int8, fp16]
+    return [fp32, *int8, *([bf16] if bf16_compute else []), fp16]

@@ -13,9 +13,11 @@ still one synchronous inference of the whole batch, so latency at batch ``b`` me
 through ``AsyncInferQueue``: its per-job Python callback costs about as much as a whole digits-CNN
 inference (see docs/openvino.md). When ``k`` would be 1 the whole batch runs on one LATENCY request.
 
-``INFERENCE_PRECISION_HINT`` pins the arithmetic to what the core measured: ``f32`` for fp32 and for
-int8's float parts on CPUs (OpenVINO would otherwise pick bf16 on AMX CPUs), ``f16`` for fp16 on
-devices that compute in fp16.
+``INFERENCE_PRECISION_HINT`` pins the arithmetic to what the core measured, never OpenVINO's own default
+(which is bf16 on CPUs with AVX512_BF16 or AMX): the plan's ``ov-convert`` pass may name it
+(``inference_precision``: ``f32``, ``bf16`` or ``f16``; the ``bf16`` plans and the int8 plans with bf16 float
+parts do); otherwise ``f32`` for fp32 and for int8's float parts on CPUs, ``f16`` for fp16 on devices that
+compute in fp16.
 """
 
 from __future__ import annotations
@@ -36,8 +38,27 @@ _TENSOR_CACHE = 32
 """Input tensors kept for reuse (the harness cycles through up to 8 feeds)."""
 
 
-def inference_precision(precision: str, ov_device: str, caps: Sequence[str]) -> str:
-    """The ``INFERENCE_PRECISION_HINT`` for a plan precision on a device with these capabilities."""
+HINTS = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+"""``INFERENCE_PRECISION_HINT`` values edgeopt sets, with the capability a device must report for each."""
+
+
+def inference_precision(precision: str, ov_device: str, caps: Sequence[str], requested: str | None = None) -> str:
+    """The ``INFERENCE_PRECISION_HINT`` for a plan precision on a device with these capabilities.
+
+    ``requested`` (from the plan's ``ov-convert`` pass) wins when given; a hint the device cannot compute is a
+    ``CompileError``, never a silent change of arithmetic."""
+    if requested:
+        if requested not in HINTS:
+            raise CompileError(f"unknown OpenVINO inference precision {requested!r}",
+                               hint=f"use one of {', '.join(HINTS)}")
+        if requested != "f32" and HINTS[requested] not in caps:
+            raise CompileError(
+                f"this {ov_device} does not compute in {requested} (OpenVINO reports {', '.join(caps) or 'nothing'})",
+                hint="deploy again on this machine: the plan was made for a device with that arithmetic",
+            )
+        return requested
+    if precision == "bf16":
+        return inference_precision(precision, ov_device, caps, "bf16")
     if "FP16" in caps and (precision == "fp16" or (precision == "int8" and ov_device != "CPU")):
         return "f16"
     return "f32"
@@ -51,12 +72,14 @@ def runtime_config(
     hint: str = LATENCY,
     threads: int | None = None,
     streams: int | None = None,
+    compute: str | None = None,
 ) -> dict[str, str]:
     """The ``compile_model`` properties edgeopt uses (strings, as ``benchmark_app -load_config`` takes them);
-    properties the device does not list in ``SUPPORTED_PROPERTIES`` are left out."""
+    properties the device does not list in ``SUPPORTED_PROPERTIES`` are left out. ``compute`` is the plan's
+    requested inference precision (see ``inference_precision``)."""
     config = {
         "PERFORMANCE_HINT": hint,
-        "INFERENCE_PRECISION_HINT": inference_precision(precision, ov_device, capabilities(core, ov_device)),
+        "INFERENCE_PRECISION_HINT": inference_precision(precision, ov_device, capabilities(core, ov_device), compute),
     }
     if threads:
         config["INFERENCE_NUM_THREADS"] = str(int(threads))
@@ -113,6 +136,7 @@ class OpenVinoRunner:
         precision: str = "fp32",
         batch: int = 1,
         threads: int | None = None,
+        compute: str | None = None,
     ) -> None:
         import openvino as ov
 
@@ -132,7 +156,7 @@ class OpenVinoRunner:
                                hint="the artifact's IR is damaged or from a newer OpenVINO; re-run `edgeopt deploy`") \
                 from exc
         self.batch = batch
-        self._device, self._precision, self._threads = ov_device, precision, threads
+        self._device, self._precision, self._threads, self._compute = ov_device, precision, threads, compute
         compiled, self.streams = self._compile(model, batch)
         self.mode = f"{THROUGHPUT.lower()} x{self.streams}" if self.streams > 1 else LATENCY.lower()
         self._compiled: Any = compiled
@@ -162,7 +186,8 @@ class OpenVinoRunner:
 
     def _compile_model(self, model: Any, hint: str, *, streams: int | None = None) -> Any:
         self.config = runtime_config(
-            self._core, self._device, precision=self._precision, hint=hint, threads=self._threads, streams=streams
+            self._core, self._device, precision=self._precision, hint=hint, threads=self._threads, streams=streams,
+            compute=self._compute,
         )
         try:
             return self._core.compile_model(model, self._device, self.config)
