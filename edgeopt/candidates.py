@@ -148,7 +148,7 @@ def judge(ctx: CandidateContext, outputs: Sequence[np.ndarray]) -> tuple[str, st
     if all(np.all(np.isfinite(o)) for o in outputs if np.asarray(o).dtype.kind in "fc"):
         try:  # collapsed candidates get figures too (for the report); mismatched shapes cannot
             metrics = evaluate(ctx.reference_outputs, outputs, labels=ctx.labels, metric=ctx.metric,
-                               synthetic=ctx.evaluation.synthetic)
+                               synthetic=ctx.evaluation.synthetic, inputs=ctx.evaluation.arrays)
         except CompileError:
             if not problem:
                 raise

@@ -7,13 +7,14 @@ Everything works on ``outputs``: one array per model output, samples stacked on 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from edgeopt.errors import CompileError, DataError
+from edgeopt.fidelity import choose_proxy, proxy_scores
 from edgeopt.types import Dataset, Metrics, Runner
 
 Outputs = Sequence[np.ndarray]
@@ -61,7 +62,9 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("r2", True, "unitless", "regression"),
     )
 }
-FIDELITY_METRICS = ("fidelity:top1_agreement", "fidelity:cosine")
+FIDELITY_METRICS = ("fidelity:top1_agreement", "fidelity:cosine", "fidelity:position_top1", "fidelity:map_iou",
+                    "fidelity:pixel_top1", "fidelity:embedding_cosine")
+"""Label-free metrics (``edgeopt.fidelity`` says which output kind each one judges)."""
 
 
 def metric_unit(name: str) -> str:
@@ -432,12 +435,16 @@ def evaluate(
     labels: np.ndarray | None,
     metric: str | CustomMetric | None = None,
     synthetic: bool,
+    inputs: Mapping[str, np.ndarray] | None = None,
 ) -> Metrics:
     """Compare a candidate with the reference on the same samples.
 
     With labels: the task metric (``metric``, else inferred) on both; ``drop`` is in the metric's units and
-    positive when the candidate is worse. Without labels: ``fidelity:top1_agreement`` for classifiers,
-    else ``fidelity:cosine`` (×100), reference 100. A callable ``metric`` is ``(outputs, labels) -> float``,
+    positive when the candidate is worse. Without labels: the proxy of the output's kind
+    (``edgeopt.fidelity.choose_proxy``: top-1 agreement for classifiers, per-position top-1 for sequences of
+    class distributions, IoU or per-pixel top-1 for dense maps, mask-pooled cosine for embeddings, else
+    ``fidelity:cosine`` ×100), reference 100; ``inputs`` (the evaluation feeds) let it find an attention
+    mask. A callable ``metric`` is ``(outputs, labels) -> float``,
     higher is better. ``fidelity`` is always filled. Labels longer than the outputs are cut to match (the
     harness may drop a final partial batch).
     """
@@ -454,12 +461,20 @@ def evaluate(
         rv, cv = float(metric(ref, labels)), float(metric(cand, labels))
         return _metrics(name, rv, cv, rv - cv, True, fid, n, synthetic)
     if metric in FIDELITY_METRICS or (metric is None and labels is None):
-        name = metric or ("fidelity:top1_agreement" if "top1_agreement" in fid else "fidelity:cosine")
+        proxy = choose_proxy(ref, inputs)
+        fid.update(proxy_scores(replace(proxy, name=metric.split(":", 1)[1]) if metric else proxy, ref, cand, inputs))
+        if metric:
+            name = metric
+        elif proxy.name in fid:
+            name = f"fidelity:{proxy.name}"
+        else:  # a classifier whose reference scores all tie, or no kind-specific proxy
+            name = "fidelity:top1_agreement" if "top1_agreement" in fid else "fidelity:cosine"
         key = name.split(":", 1)[1]
         if key not in fid:
             raise DataError(f"{name} cannot be computed for this model's outputs", hint="use fidelity:cosine")
-        value = fid[key] if key == "top1_agreement" else fid[key] * 100.0
-        return _metrics(name, 100.0, value, 100.0 - value, True, fid, n, synthetic)
+        value = fid[key] * 100.0 if key == "cosine" else fid[key]
+        why = proxy.why if key == proxy.name else f"{key} (--metric)"
+        return replace(_metrics(name, 100.0, value, 100.0 - value, True, fid, n, synthetic), proxy=why)
     if labels is None:
         raise DataError(
             f"metric {metric!r} needs labels, and the evaluation data has none",

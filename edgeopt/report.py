@@ -310,6 +310,8 @@ def _summary_quality(m: Mapping[str, Any]) -> list[tuple[str, str]]:
             text += f" (drop {_fmt(drop)}" + (f", budget {_fmt(budget)}" if _num(budget) is not None else "") + ")"
         label = "Fidelity" if str(name).startswith("fidelity:") else "Metric"
         rows.append((f"{label} ({name})", text))
+        if met.get("proxy"):
+            rows.append(("Fidelity proxy", str(met["proxy"])))
     fid = _fidelity_text(met.get("fidelity"))
     if fid:
         rows.append(("Agreement with original", fid))

@@ -290,6 +290,9 @@ class Metrics:
     """Drop in the metric's own units (positive is worse)."""
     higher_is_better: bool = True
     fidelity: Mapping[str, float] = field(default_factory=dict)
-    """Label-free agreement with the reference: top1_agreement, cosine, sqnr_db, max_abs_error."""
+    """Label-free agreement with the reference: top1_agreement, cosine, sqnr_db, max_abs_error, and the proxy of
+    the output's kind (position_top1, map_iou, pixel_top1, embedding_cosine, similarity_rank_corr)."""
     samples: int = 0
     synthetic_data: bool = False
+    proxy: str = ""
+    """For a label-free metric: which output kind it judged and how (``edgeopt.fidelity.Proxy.why``)."""
