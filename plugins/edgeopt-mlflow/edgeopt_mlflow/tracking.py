@@ -1,20 +1,28 @@
-"""One registered deployment → one MLflow run (params, metrics, artifact files) and one model version."""
+"""One registered deployment → one MLflow run (params, metrics, artifact files) and one model version.
+
+The run's artifacts hold one MLflow model folder, ``edgeopt_model/`` (``MLmodel`` with the ``python_function``
+flavor of ``edgeopt_mlflow.pyfunc``, ``requirements.txt``, and the edgeopt artifact under ``artifact/``); the
+registered version points at it, so ``mlflow.pyfunc.load_model("models:/NAME/N")`` loads it."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edgeopt.registry import DeploymentRecord
 
-ARTIFACT_DIR = "edgeopt_artifact"
-"""Where the artifact's files go among the run's artifacts."""
+MODEL_DIR = "edgeopt_model"
+"""The MLflow model folder among the run's artifacts (what a registered version points at)."""
+ARTIFACT_DIR = f"{MODEL_DIR}/artifact"
+"""Where the edgeopt artifact's files go among the run's artifacts."""
 
 
 def _num(x: Any) -> float | None:
@@ -118,7 +126,11 @@ def _log(record: DeploymentRecord, *, tracking_uri: str, experiment: str) -> dic
             params=[Param(k, v) for k, v in run_params(record).items()],
             tags=[RunTag("mlflow.source.name", record.source_path)],
         )
-        client.log_artifacts(run_id, record.artifact_path, artifact_path=ARTIFACT_DIR)
+        from edgeopt_mlflow.pyfunc import write_model_dir
+
+        with tempfile.TemporaryDirectory(prefix="edgeopt-mlflow-") as tmp:
+            folder = write_model_dir(Path(record.artifact_path), Path(tmp) / MODEL_DIR)
+            client.log_artifacts(run_id, str(folder), artifact_path=MODEL_DIR)
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
@@ -127,7 +139,7 @@ def _log(record: DeploymentRecord, *, tracking_uri: str, experiment: str) -> dic
         client.create_registered_model(record.name, description="edgeopt deployments")
     version = client.create_model_version(
         record.name,
-        source=f"{run.info.artifact_uri}/{ARTIFACT_DIR}",
+        source=f"{run.info.artifact_uri}/{MODEL_DIR}",
         run_id=run_id,
         tags={"edgeopt.version": str(record.version), "edgeopt.precision": record.precision},
         description=f"{record.ref}: {record.precision} on {record.target}/{record.device}",

@@ -59,6 +59,26 @@ def test_deploy_is_logged_as_run_and_model_version(mlflow_server, tmp_path, monk
     assert [(v.version, v.run_id) for v in versions] == [("1", run_id)]
     assert versions[0].tags["edgeopt.precision"] == "fp32"
 
+    # MLflow users load a registered version the way they load any model: pyfunc, through models:/
+    import mlflow.pyfunc
+    import numpy as np
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    model = mlflow.pyfunc.load_model("models:/digits/1")
+    x = np.load(DIGITS / "eval.npz")
+    first = np.asarray(x[[k for k in x.files if k != "labels"][0]][:4], np.float32)
+    name = dep.manifest["graph"]["inputs"][0]["name"]
+    local = edgeopt.load(dep.path)  # built for batch 1: the pyfunc model runs 4 samples one at a time
+    want = np.concatenate([next(iter(local({name: first[i:i + 1]}).values())) for i in range(4)])
+    np.testing.assert_array_equal(model.predict(first), want)
+    np.testing.assert_array_equal(model.predict({name: first}), want)
+
+    # the manifest is verified on load: a model file changed in the store is refused
+    root = Path(client.download_artifacts(run_id, "edgeopt_model", str(tmp_path / "dl")))
+    (root / "artifact" / "model.onnx").write_bytes(b"tampered")
+    with pytest.raises(Exception, match="sha256|modified|hash"):
+        mlflow.pyfunc.load_model(str(root))
+
     # a second registration of the same name adds a model version rather than a model
     links = edgeopt_mlflow.edgeopt_deployment_registered(record)
     assert links["mlflow_model_version"] == "models:/digits/2"
