@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from edgeopt.errors import ArtifactError, InputSpecError, ModelError
 from edgeopt.graph import GraphSummary, inspect_model, load_model
 from edgeopt.hardware import list_profiles
 from edgeopt.harness import profile_runner
+from edgeopt.manifest import manifest_state
 from edgeopt.passes.batch import checked_batches
 from edgeopt.plugins import PluginManager, PluginStatus, get_plugin_manager
 from edgeopt.reference import batch_size_of
@@ -67,6 +69,7 @@ def deploy(
     targets: Sequence[str] | None = None,
     name: str | None = None,
     compression: CompressionSpec | None = None,
+    state: Mapping[str, str] | None = None,
     events: Events | None = None,
     plugin_manager: PluginManager | None = None,
 ) -> Deployment:
@@ -79,7 +82,8 @@ def deploy(
     not started in time are listed as skipped); ``cache=False`` bypasses the search cache. ``target="auto"``
     compares ``targets`` (default: all available) for ``objective`` and deploys the winner (``edgeopt.compare``).
     The verified artifact is registered as the next version of ``name`` (default: the source's stem) in the
-    deployment registry (``edgeopt.registry``; ``EDGEOPT_REGISTRY=off`` skips it).
+    deployment registry (``edgeopt.registry``; ``EDGEOPT_REGISTRY=off`` skips it). ``state`` declares a
+    streaming model's recurrent state, output -> input (None: detected; ``{}``: none; ``edgeopt.stream``).
     """
     if input_shapes is None:
         shapes: dict[str, tuple[int, ...]] = {}
@@ -112,6 +116,7 @@ def deploy(
         objective=objective,
         targets=tuple(targets or ()),
         compression=compression,
+        state=dict(state) if state is not None else None,
     )
     from edgeopt.registry.lifecycle import deploy_and_register
 
@@ -139,6 +144,7 @@ def compare(
     timing_s: float = 2.0,
     budget_s: float | None = None,
     cache: bool = True,
+    state: Mapping[str, str] | None = None,
     events: Events | None = None,
     plugin_manager: PluginManager | None = None,
 ) -> Comparison:
@@ -155,6 +161,7 @@ def compare(
         trust_code=trust_code,
         weights=Path(weights) if weights is not None else None, timing_s=timing_s, threads=threads,
         budget_s=budget_s, cache=cache, objective=objective, targets=tuple(targets or ()),
+        state=dict(state) if state is not None else None,
     )
     return run_compare(request, pm=plugin_manager, events=events)
 
@@ -179,6 +186,9 @@ class Predictor:
         self.inputs = [TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in manifest["graph"]["inputs"]]
         self.output_names = [o["name"] for o in manifest["graph"]["outputs"]]
         self._dtypes = {s.name: np.dtype(s.dtype) for s in self.inputs}
+        self.state: dict[str, str] = manifest_state(manifest)
+        """A streaming model's recurrent state, output -> input: feed each call's state outputs back as the next
+        call's state inputs (``stream`` does)."""
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one inference. Feeds that fit go straight to the runtime; on an input error the feeds are
@@ -191,6 +201,23 @@ class Predictor:
         if self._recorder is not None:
             self._recorder.record(feeds, time.perf_counter() - began)
         return dict(zip(self.output_names, outputs, strict=True))
+
+    def stream(self, steps: Iterable[Mapping[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        """Run ``steps`` as one stream and yield each call's outputs: state inputs (``self.state``) start from
+        zeros unless the first step gives them, and each later call gets the previous call's state outputs."""
+        shapes = {s.name: s for s in self.inputs}
+        carried: dict[str, np.ndarray] = {}
+        for step in steps:
+            feeds = {k: np.asarray(v) for k, v in step.items()}
+            for inp in self.state.values():
+                if inp in carried:
+                    feeds[inp] = carried[inp]
+                elif inp not in feeds:
+                    spec = shapes[inp]
+                    feeds[inp] = np.zeros(tuple(int(d) for d in spec.shape), np.dtype(spec.dtype))
+            outputs = self(feeds)
+            carried = {inp: outputs[out] for out, inp in self.state.items()}
+            yield outputs
 
     def _conformed(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if feeds.keys() != self._dtypes.keys():
@@ -231,7 +258,7 @@ def _open(
     manifest = verify_artifact(path)
     if batch is None:
         specs = [TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in manifest["graph"]["inputs"]]
-        batch = batch_size_of(specs)
+        batch = batch_size_of(specs, skip=(manifest.get("stream") or {}).get("fed_whole", ()))
     pm = pm or get_plugin_manager()
     target = pm.target(manifest["target"]["name"])
     device_name = manifest["device"]["name"]
@@ -279,7 +306,9 @@ def profile(
     slo_ms: float | None = None,
     plugin_manager: PluginManager | None = None,
 ) -> dict:
-    """Re-profile an artifact on this machine with synthetic inputs of the recorded shapes."""
+    """Re-profile an artifact on this machine with synthetic inputs of the recorded shapes. A streaming model
+    (the manifest's ``stream``) is timed per call at batch 1 with zero states and its recorded constant inputs;
+    other batches are reported as not batchable."""
     from edgeopt.data import synthetic_dataset
     from edgeopt.types import Graph
 
@@ -293,9 +322,14 @@ def profile(
         source_format="artifact",
         opset=manifest["graph"]["opset"],
         inputs=specs,
-        outputs=(),
+        outputs=tuple(TensorSpec(o["name"], o["dtype"], tuple(o["shape"])) for o in manifest["graph"]["outputs"]),
     )
-    data: Dataset = synthetic_dataset(graph, samples=max(max(batch), 8), seed=2)
+    stream = manifest.get("stream") or {}
+    data: Dataset = synthetic_dataset(graph, samples=max(max(batch), 8), seed=2, state=manifest_state(manifest))
+    constants = {k: v for k, v in (stream.get("constant_inputs") or {}).items() if k in data.arrays}
+    if constants:
+        arrays = {k: np.full_like(v, constants[k]) if k in constants else v for k, v in data.arrays.items()}
+        data = replace(data, arrays=arrays)
     size = sum(f["bytes"] for name, f in manifest["files"].items() if name != "report.md")
     result = profile_runner(
         checked_batches(
@@ -303,10 +337,11 @@ def profile(
                 compiled, target, device, RunSettings(batch=b, threads=manifest["plan"].get("threads"))
             ),
             lambda b: feeds_for_batch(data, b),
-            base_batch=batch_size_of(specs),
+            base_batch=batch_size_of(specs, skip=data.fed_whole),
         ),
         lambda b: feeds_for_batch(data, b),
         batches=tuple(batch),
+        not_batchable=data.not_batchable,
         device=device,
         meters=pm.energy_meters(device),
         runs=runs,

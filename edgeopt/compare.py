@@ -215,6 +215,10 @@ def _open_settings(
         chosen, found = entry.selection.chosen, entry.found
         assert chosen.compiled is not None
         for setting in settings_for(found.device, request, prepared.batch):
+            if setting.batch != prepared.batch and prepared.evaluation.not_batchable:
+                entry.tried.append({**asdict(setting), "error": f"not batchable: {prepared.evaluation.not_batchable}"})
+                continue
+
             def make(b: int, t: int | None = setting.threads, c: Candidate = chosen, f: TargetSearch = found) -> Runner:
                 return pm.runner(c.compiled, f.target, f.device, RunSettings(batch=b, threads=t))
 

@@ -52,6 +52,7 @@ from edgeopt.search import (
     search_section,
     sensitivity_rows,
 )
+from edgeopt.stream import answers, stream_outputs, with_stream_states
 from edgeopt.types import Dataset, DeviceProfile, Graph, ImportOptions, RunSettings, TargetInfo
 
 log = logging.getLogger("edgeopt")
@@ -99,6 +100,10 @@ class DeployRequest:
     compression: CompressionSpec | None = None
     """Compress the torch source first (prune, distill, cluster, binarize, QAT; ``edgeopt.compress``); the
     deploy then imports the compressed model and records every stage in ``manifest["compression"]``."""
+    state: Mapping[str, str] | None = None
+    """Recurrent state of a streaming model, output -> input (``{"stateN": "state"}``): calibration, evaluation
+    and synthetic data then run as a stream, each call's state fed back (``edgeopt.stream``). None detects
+    obvious pairs (``edgeopt.stream.detect_state``); ``{}`` runs the model without state."""
 
 
 @dataclass(frozen=True)
@@ -151,28 +156,32 @@ def default_out(source: object, target: str) -> Path:
 
 
 def feeds_for_batch(dataset: Dataset, batch: int, *, limit: int = 8) -> list[dict[str, np.ndarray]]:
-    """Up to ``limit`` feeds of exactly ``batch`` samples, repeating samples when the data is short."""
+    """Up to ``limit`` feeds of exactly ``batch`` samples, repeating samples when the data is short. Feeds of a
+    stateful dataset are single steps with the states its reference stream fed (``edgeopt.stream``); a batch
+    above 1 of data that is ``not_batchable`` raises ``DataError``."""
     if len(dataset) < batch:
         reps = -(-batch // max(len(dataset), 1))
-        dataset = Dataset(
-            {k: np.concatenate([v] * reps) for k, v in dataset.arrays.items()}, synthetic=dataset.synthetic
-        )
+        dataset = replace(dataset, arrays={k: np.concatenate([v] * reps) for k, v in dataset.arrays.items()},
+                          labels=None)
     return dataset.batches(batch)[:limit]
 
 
 def _data(request: DeployRequest, graph: Graph, events: Events) -> tuple[Dataset, Dataset, list[str]]:
     notes: list[str] = []
-    calib = load_dataset(request.calib, graph, purpose="calibration") if request.calib is not None else None
-    evaluation = load_dataset(request.eval, graph, purpose="evaluation") if request.eval is not None else None
+    state = request.state
+    calib = load_dataset(request.calib, graph, purpose="calibration", state=state) if request.calib is not None \
+        else None
+    evaluation = load_dataset(request.eval, graph, purpose="evaluation", state=state) if request.eval is not None \
+        else None
     if calib is None:
-        calib = synthetic_dataset(graph, samples=SYNTHETIC_SAMPLES, seed=0)
+        calib = synthetic_dataset(graph, samples=SYNTHETIC_SAMPLES, seed=0, state=state)
         notes.append(
             "no --calib data: calibrating on synthetic random inputs; quantized accuracy on real inputs may differ, "
             "give --calib with representative samples"
         )
     if evaluation is None:
         if calib.synthetic:
-            evaluation = synthetic_dataset(graph, samples=SYNTHETIC_SAMPLES, seed=1)
+            evaluation = synthetic_dataset(graph, samples=SYNTHETIC_SAMPLES, seed=1, state=state)
             notes.append(
                 "no --eval data: accuracy is fidelity to the original model on synthetic inputs, not task accuracy"
             )
@@ -271,11 +280,22 @@ def prepare(request: DeployRequest, pm: PluginManager, events: Events, work: Pat
     warnings_.extend(graph.notes)
     calib, evaluation, data_notes = _data(calibration_from_train(request), graph, events)  # --calib or --train
     warnings_.extend(data_notes)
-    batch = batch_size_of(graph.inputs)
-    events.step("running the reference (fp32, ONNX Runtime CPU)")
+    batch = batch_size_of(graph.inputs, skip=evaluation.fed_whole)
+    if evaluation.state and batch != 1:
+        raise DataError(f"the model is built for batch {batch}, but a stateful model runs as a stream of one "
+                        "sample per call", hint="fix its batch to 1 with --input-shape NAME=1x...")
+    events.step("running the reference (fp32, ONNX Runtime CPU)" + (
+        f" as a stream of {len(evaluation)} steps, state fed back: "
+        + ", ".join(f"{p.output} -> {p.input}" for p in evaluation.state) if evaluation.state else ""))
     reference = ReferenceRunner(graph.path, threads=request.threads)
     try:
-        reference_outputs = tuple(run_outputs(reference, evaluation, batch=batch))
+        if evaluation.state:  # calibration and timing feed single steps: give them the states a stream feeds
+            outputs, fed = stream_outputs(reference.run, evaluation)
+            calib = with_stream_states(calib, fed if calib is evaluation else stream_outputs(reference.run, calib)[1])
+            evaluation = with_stream_states(evaluation, fed)
+            reference_outputs = tuple(answers(outputs, evaluation))
+        else:
+            reference_outputs = tuple(run_outputs(reference, evaluation, batch=batch))
     finally:
         reference.close()
     return Prepared(graph, calib, evaluation, reference_outputs, batch, tuple(warnings_), work, compression)
@@ -437,9 +457,11 @@ def finish(
         precision=chosen.plan.precision,
         measured_on=measured_on_host(device),
         measure_memory=False,
+        not_batchable=evaluation.not_batchable,
     )
-    memory_feeds = feeds_for_batch(evaluation, min(request.batches))
-    settings = RunSettings(batch=min(request.batches), threads=request.threads)
+    smallest = 1 if evaluation.not_batchable else min(request.batches)
+    memory_feeds = feeds_for_batch(evaluation, smallest)
+    settings = RunSettings(batch=smallest, threads=request.threads)
     try:
         memory = measure_memory(compiled, target, device, settings, memory_feeds)
     except Exception as exc:  # e.g. a plugin registered only in this process: measure here, say so

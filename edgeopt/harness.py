@@ -337,6 +337,7 @@ def profile_runner(
     precision: str = "fp32",
     measure_memory: bool = True,
     measured_on: str = "",
+    not_batchable: str = "",
 ) -> Profile:
     """Profile one model: latency per batch, memory at the smallest batch, energy, roofline.
 
@@ -349,15 +350,22 @@ def profile_runner(
     ``measured_on`` names where the runners run when that is not ``device`` (a runner can also say so with
     ``on_device = False``, see ``edgeopt.types.Runner``): meters are then not read (they would meter this
     machine) and energy is estimated from the device profile's power at its roofline latency.
+
+    ``not_batchable`` (why, e.g. ``stateful input 'state'``; see ``edgeopt.types.Dataset.not_batchable``): the
+    model is timed per call at batch 1 only, and every other batch asked for is recorded in
+    ``unsupported_batches`` as ``not batchable: <why>`` without loading a runner for it.
     """
     wanted = sorted(set(batches))
     if not wanted or wanted[0] < 1:
         raise ValueError(f"batches must be positive integers, got {list(batches)}")
+    unsupported: dict[int, str] = {}
+    if not_batchable:
+        unsupported = {b: f"not batchable: {not_batchable}" for b in wanted if b != 1}
+        wanted = [1]
     memory = peak_memory(lambda: make_runner(wanted[0]), feeds_for_batch(wanted[0])) if measure_memory else None
 
     latency: dict[int, LatencyStats] = {}
     energy_by_batch: dict[int, EnergyReading] = {}
-    unsupported: dict[int, str] = {}
     for b in wanted:
         runner = None
         try:

@@ -6,10 +6,12 @@ import datetime as _dt
 import importlib.metadata as md
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from edgeopt import __version__
 from edgeopt.artifact import MANIFEST_SCHEMA_VERSION
@@ -97,6 +99,34 @@ def data_description(dataset: Dataset) -> dict:
     }
 
 
+def stream_section(evaluation: Dataset) -> dict | None:
+    """How the model is fed (``edgeopt.stream``), None for a plain batched model: ``state`` pairs (output fed
+    back as input; ``edgeopt.load`` predictors and ``edgeopt profile`` read them), inputs ``fed_whole`` (no
+    batch axis at 0), the ``steps`` of the evaluation stream, and ``constant_inputs``: one-element inputs fed
+    whole that hold one value throughout the evaluation data (a sample rate), so a re-profile feeds it too."""
+    if not (evaluation.state or evaluation.fed_whole):
+        return None
+    constants = {}
+    for name in evaluation.fed_whole:
+        values = np.asarray(evaluation.arrays[name])
+        if values.size == len(values) and values.size and values.dtype.kind in "biuf" and np.all(values == values[0]):
+            constants[name] = values.reshape(-1)[0].item()
+    return {
+        "state": [{"output": p.output, "input": p.input} for p in evaluation.state],
+        "fed_whole": list(evaluation.fed_whole),
+        "steps": len(evaluation) if evaluation.state else None,
+        "constant_inputs": constants,
+        "evaluation": (f"one stream of {len(evaluation)} calls, each candidate feeding back its own state from the "
+                       "data's first state; answers compared step by step with the fp32 reference's stream")
+        if evaluation.state else "one call per sample, inputs without a batch axis fed whole",
+    }
+
+
+def manifest_state(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """The state pairs an artifact's manifest records (``stream_section``), output -> input; ``{}`` for none."""
+    return {p["output"]: p["input"] for p in (manifest.get("stream") or {}).get("state", [])}
+
+
 def build_manifest(
     *,
     request: DeployRequest,
@@ -166,6 +196,7 @@ def build_manifest(
             "units": metric_unit(metrics.metric),
         },
         "profile": _jsonable(profile.to_dict()),
+        **({"stream": stream} if (stream := stream_section(evaluation)) else {}),
         "candidates": [_jsonable(c.summary()) for c in candidates],
         "warnings": list(warnings),
         "environment": environment(),

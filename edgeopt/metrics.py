@@ -338,7 +338,9 @@ def _check_same_shapes(reference: list[np.ndarray], candidate: list[np.ndarray])
 def fidelity(reference: Outputs, candidate: Outputs) -> dict[str, float]:
     """Label-free agreement of ``candidate`` with ``reference`` over all samples.
 
-    ``cosine`` (mean per-sample cosine of all outputs concatenated; two zero vectors count 1.0),
+    ``cosine`` (mean per-sample cosine of all outputs concatenated; two zero vectors count 1.0; when each
+    sample holds a single value, e.g. a ``[N, 1]`` score, the cosine of that column over the samples, since the
+    cosine of two single numbers only compares their signs),
     ``sqnr_db`` (10·log10(Σref² / Σ(ref−cand)²), capped at ±999), ``max_abs_error``, and
     ``top1_agreement`` (percent of samples whose candidate top class is the reference's, counted over the
     samples where the reference has a single top class; absent when it never has) when an output holds 2-D
@@ -354,6 +356,8 @@ def fidelity(reference: Outputs, candidate: Outputs) -> dict[str, float]:
     r, c = _flat(ref, n), _flat(cand, n)
     if not r.size:
         return result
+    if r.shape[1] == 1:
+        r, c = r.T, c.T
     dot = np.sum(r * c, axis=1)
     nr, nc = np.linalg.norm(r, axis=1), np.linalg.norm(c, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -496,7 +500,20 @@ def _metrics(
 
 
 def run_outputs(runner: Runner, dataset: Dataset, *, batch: int) -> list[np.ndarray]:
-    """Run ``runner`` over ``dataset.batches(batch)``; each output concatenated along axis 0."""
+    """Run ``runner`` over ``dataset.batches(batch)``; each output concatenated along axis 0.
+
+    A stateful dataset (``dataset.state``) runs as one stream (``edgeopt.stream.stream_outputs``: one sample
+    per call, each call's state fed back) and gives the stream's answers, its state outputs left out
+    (``edgeopt.stream.answers``). With inputs fed whole at batch 1, per-step outputs are stacked on axis 0 (a
+    leading size-1 batch axis dropped), so an output without a batch axis still has one row per sample.
+    """
+    from edgeopt.stream import answers, stream_outputs
+
+    if dataset.state:
+        outputs, _ = stream_outputs(runner.run, dataset)
+        return answers(outputs, dataset)
+    if dataset.fed_whole and batch == 1:
+        return stream_outputs(runner.run, dataset)[0]
     collected: list[list[np.ndarray]] = []
     for feeds in dataset.batches(batch):
         outs = [np.atleast_1d(np.asarray(o)) for o in runner.run(feeds)]

@@ -5,7 +5,7 @@ It is independent of any target plugin, so a plugin cannot grade its own homewor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +61,12 @@ def _ort_message(exc: Exception) -> str:
     return text.split(" : ", 3)[-1] if text.startswith("[ONNXRuntimeError]") else text
 
 
-def batch_size_of(graph_inputs: Sequence, default: int = 1) -> int:
-    """The static leading dimension shared by the graph's inputs (1 when dynamic or absent)."""
+def batch_size_of(graph_inputs: Sequence, default: int = 1, *, skip: Collection[str] = ()) -> int:
+    """The static leading dimension shared by the graph's inputs (1 when dynamic or absent); inputs named in
+    ``skip`` (those fed whole, without a batch axis: ``edgeopt.stream.fed_whole_inputs``) do not count."""
     for spec in graph_inputs:
+        if spec.name in skip:
+            continue
         if spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] > 0:
             return spec.shape[0]
     return default

@@ -107,6 +107,9 @@ def data_fingerprint(dataset: Dataset | None) -> str:
     items = sorted(dataset.arrays.items())
     if dataset.labels is not None:
         items.append(("\0labels", np.asarray(dataset.labels)))
+    if dataset.fed_whole or dataset.state:  # a stream is judged differently from the same arrays fed per sample
+        pairs = [(p.output, p.input) for p in dataset.state]
+        h.update(f"fed_whole={sorted(dataset.fed_whole)}|state={pairs}|".encode())
     for name, array in items:
         a = np.ascontiguousarray(array)
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())

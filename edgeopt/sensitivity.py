@@ -248,7 +248,7 @@ def activation_sensitivity(
     names = sorted({t for _, _, out, inp in pairs for t in (out, inp) if t})
     alias = _comparable(g, cand_model)
     cand_names = [alias.get(t, t) for t in names]
-    feeds = Dataset({k: v[: max(samples, batch)] for k, v in dataset.arrays.items()}).batches(batch)
+    feeds = dataset.head(max(samples, batch)).batches(batch)
     noise, used = _noise_powers(_with_outputs(ref_model, names), _with_outputs(cand_model, cand_names), feeds,
                                 list(zip(names, cand_names, strict=True)), time_limit_s=time_limit_s)
     rows = []

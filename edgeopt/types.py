@@ -8,7 +8,7 @@ sessions, so a job can be serialized and run elsewhere.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -202,24 +202,75 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
+class StatePair:
+    """A recurrent state of a streaming model: graph output ``output`` is fed back as graph input ``input`` on
+    the next call (e.g. ``stateN`` -> ``state``, ``hn`` -> ``h0``, ``present.0.key`` -> ``past.0.key``)."""
+
+    output: str
+    input: str
+    index: int
+    """Position of ``output`` among the graph's outputs (runners return outputs in that order)."""
+
+
+@dataclass(frozen=True)
 class Dataset:
-    """Calibration or evaluation samples, each array stacking samples on axis 0."""
+    """Calibration or evaluation samples, each array stacking samples on axis 0.
+
+    An input named in ``fed_whole`` has no batch axis at 0 (a scalar such as a sample rate, a state laid out
+    ``[layers, batch, hidden]``): its array stacks one whole feed per sample on a new axis 0, and a step feeds
+    ``array[i]`` as it is. With ``state`` the samples are one stream: run one sample per call, in order, each
+    call's state outputs fed back as the next call's state inputs, starting from the arrays' first sample
+    (``edgeopt.stream``). The state arrays of later samples are the states a stream of the fp32 reference fed
+    there once ``edgeopt.stream.with_stream_states`` has run (what calibration and timing feed), or whatever
+    the source held before that.
+    """
 
     arrays: Mapping[str, np.ndarray]
     labels: np.ndarray | None = None
     synthetic: bool = False
     source: str = ""
     """Where the data came from (file path, ``iterable``, ``synthetic``)."""
+    fed_whole: tuple[str, ...] = ()
+    """Inputs without a batch axis at 0, fed whole per step (see the class docstring)."""
+    state: tuple[StatePair, ...] = ()
+    """State pairs: when non-empty the data is run as one stream (see the class docstring)."""
 
     def __len__(self) -> int:
         return len(next(iter(self.arrays.values()))) if self.arrays else 0
 
+    @property
+    def not_batchable(self) -> str:
+        """Why samples cannot be stacked into a larger batch ("" when they can): a stateful input (each call
+        needs the previous call's state), or an input fed whole whose batch axis, if any, is not axis 0."""
+        if self.state:
+            return "stateful input " + ", ".join(repr(p.input) for p in self.state)
+        blocked = [name for name in self.fed_whole if name in self.arrays and np.ndim(self.arrays[name]) > 1]
+        return ("input " + ", ".join(repr(n) for n in blocked) + " has no batch axis at 0") if blocked else ""
+
+    def head(self, n: int) -> Dataset:
+        """The first ``n`` samples (all when fewer), with every other field kept."""
+        labels = self.labels[:n] if self.labels is not None else None
+        return replace(self, arrays={k: v[:n] for k, v in self.arrays.items()}, labels=labels)
+
     def batches(self, batch: int) -> list[dict[str, np.ndarray]]:
-        """Consecutive feeds of ``batch`` samples (the last partial one dropped unless it is the only one)."""
+        """Consecutive feeds of ``batch`` samples (the last partial one dropped unless it is the only one).
+
+        An input in ``fed_whole`` gets the whole value of each feed's first sample. ``DataError`` when
+        ``batch`` > 1 and the data is ``not_batchable``.
+        """
+        if batch > 1 and self.not_batchable:
+            from edgeopt.errors import DataError
+
+            raise DataError(f"batch {batch}: not batchable: {self.not_batchable}",
+                            hint="run it at batch 1 (one call per step)")
         n = len(self)
         stops = list(range(batch, n + 1, batch)) or [n]
+        whole = set(self.fed_whole)
         return [
-            {k: np.ascontiguousarray(v[s - batch if s >= batch else 0 : s]) for k, v in self.arrays.items()}
+            {
+                k: np.array(v[max(s - batch, 0)]) if k in whole else np.ascontiguousarray(v[max(s - batch, 0) : s])
+                for k, v in self.arrays.items()
+            }
             for s in stops
         ]
 

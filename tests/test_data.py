@@ -219,22 +219,32 @@ def test_synthetic_dataset_shapes_types_and_determinism() -> None:
     load_dataset(ds, graph, purpose="calibration")  # synthetic data fits its own graph
 
 
-def test_synthetic_refuses_string_and_scalar_inputs() -> None:
+def test_synthetic_refuses_string_inputs_and_feeds_scalars_whole() -> None:
     with pytest.raises(DataError, match="synthetic"):
         synthetic_dataset(_graph(TensorSpec("text", "str", (1, 1))))
-    with pytest.raises(DataError, match="scalar"):
-        synthetic_dataset(_graph(TensorSpec("t", "float32", ())))
+    ds = synthetic_dataset(_graph(TensorSpec("x", "float32", (1, 3)), TensorSpec("t", "float32", ())), samples=4)
+    assert ds.fed_whole == ("t",) and ds.arrays["t"].shape == (4,)
+    assert [f["t"].shape for f in ds.batches(1)] == [()] * 4  # a scalar input gets a scalar each step
+    assert ds.not_batchable == ""  # a scalar is the same for every sample of a larger batch
 
 
-def test_inputs_without_a_shared_batch_axis_are_refused_in_one_line() -> None:
-    """``A[2,3] @ B[3,4]`` with both as inputs: B has no sample axis; feeding B in slices of 2 would be wrong."""
+def test_inputs_without_a_shared_batch_axis_are_fed_whole() -> None:
+    """``A[2,3] @ B[3,4]`` with both as inputs: B has no sample axis, and A's 2 is then no batch either, so each
+    sample is one whole (A, B) feed, stacked on a new axis 0 in data files."""
     graph = _graph(TensorSpec("a", "float32", (2, 3)), TensorSpec("b", "float32", (3, 4)))
-    for make in (lambda: synthetic_dataset(graph), lambda: load_dataset(None, graph, purpose="calibration")):
-        with pytest.raises(DataError, match="input 'b' leads with 3 while input 'a' leads with 2") as caught:
-            make()
-        assert "\n" not in str(caught.value)
+    ds = synthetic_dataset(graph, samples=3)
+    assert ds.fed_whole == ("a", "b") and ds.arrays["a"].shape == (3, 2, 3) and ds.arrays["b"].shape == (3, 3, 4)
+    assert "no batch axis" in ds.not_batchable
+    loaded = load_dataset({"a": np.ones((5, 2, 3)), "b": np.ones((5, 3, 4))}, graph, purpose="calibration")
+    assert [f["a"].shape for f in loaded.batches(1)] == [(2, 3)] * 5
+    with pytest.raises(DataError, match="input 'b' has no batch axis at 0") as caught:
+        load_dataset({"a": np.ones((5, 2, 3)), "b": np.ones((5, 4))}, graph, purpose="calibration")
+    assert "\n" not in str(caught.value)
+    with pytest.raises(DataError, match="not batchable"):
+        loaded.batches(2)
     shared = _graph(TensorSpec("x", "float32", ("N", 3)), TensorSpec("h", "float32", (1, 4)))
     assert len(synthetic_dataset(shared, samples=4)) == 4  # a dynamic leading dim is taken as shared
+    assert synthetic_dataset(shared, samples=4).fed_whole == ()
 
 
 # --------------------------------------------------------------------------------------------- images

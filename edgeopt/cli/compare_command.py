@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeopt.cli.deploy_command import CliEvents
-from edgeopt.cli.options import parse_input_shapes, parse_int_list
+from edgeopt.cli.options import parse_input_shapes, parse_int_list, parse_state
 
 
 def _table(comparison: dict) -> Table:
@@ -65,6 +65,11 @@ def compare(
     batch: Annotated[str, typer.Option(help="Batch sizes tried for --objective throughput, e.g. 1,4,8")] = "1",
     slo_ms: Annotated[float | None, typer.Option(help="Throughput objective: p90 latency limit per call")] = None,
     input_shape: Annotated[list[str] | None, typer.Option(help="NAME=1x3x224x224, or DIMS for a single input")] = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(help="Recurrent state of a streaming model: OUTPUT=INPUT fed back each call (repeatable); "
+                     "none: no state (default: detected where names and shapes make it obvious)"),
+    ] = None,
     weights: Annotated[Path | None, typer.Option(help="Weights for a torch factory (.safetensors or .pt)")] = None,
     trust_pickle: Annotated[bool, typer.Option(help="Allow pickled models (runs code from the file!)")] = False,
     trust_code: Annotated[
@@ -91,8 +96,8 @@ def compare(
             targets=[t.strip() for t in targets.split(",") if t.strip()] if targets else None,
             device=device, precision=precision, calib=calib, eval=eval_, max_drop=max_drop, metric=metric,
             objective=objective, batch=parse_int_list(batch, what="--batch"), slo_ms=slo_ms,
-            input_shapes=parse_input_shapes(input_shape), weights=weights, trust_pickle=trust_pickle,
-            trust_code=trust_code, threads=threads, timing_s=timing_s,
+            input_shapes=parse_input_shapes(input_shape), state=parse_state(state), weights=weights,
+            trust_pickle=trust_pickle, trust_code=trust_code, threads=threads, timing_s=timing_s,
             budget_s=budget_s, cache=not no_cache, events=events,
         )
     data = comparison.to_dict()

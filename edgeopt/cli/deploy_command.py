@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from edgeopt.cli import compress_options as co
-from edgeopt.cli.options import parse_input_shapes, parse_int_list
+from edgeopt.cli.options import parse_input_shapes, parse_int_list, parse_state
 from edgeopt.cli.render import candidates_table, fmt_bytes, fmt_num, print_profile_extras, profile_table
 
 
@@ -80,6 +80,11 @@ def deploy(
         ),
     ] = None,
     input_shape: Annotated[list[str] | None, typer.Option(help="NAME=1x3x224x224, or DIMS for a single input")] = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(help="Recurrent state of a streaming model: OUTPUT=INPUT fed back each call (repeatable); "
+                     "none: no state (default: detected where names and shapes make it obvious)"),
+    ] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes to profile, e.g. 1,4,8")] = "1",
     slo_ms: Annotated[float | None, typer.Option(help="Latency SLO: pick the largest batch whose p90 meets it")] = None,
     out: Annotated[Path | None, typer.Option(help="Artifact directory (default: ./<model>-<target>.edgeopt)")] = None,
@@ -133,6 +138,7 @@ def deploy(
             max_drop=max_drop,
             metric=metric,
             input_shapes=parse_input_shapes(input_shape),
+            state=parse_state(state),
             batch=parse_int_list(batch, what="--batch"),
             slo_ms=slo_ms,
             out=out,

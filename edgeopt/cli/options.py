@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from edgeopt.errors import InputSpecError
+
+NO_STATE = "none"
+"""``--state none``: run the model without state pairs (detection off)."""
 
 
 def parse_dims(text: str) -> tuple[int, ...]:
@@ -35,3 +40,21 @@ def parse_int_list(text: str, *, what: str) -> tuple[int, ...]:
     if not values or any(v <= 0 for v in values):
         raise InputSpecError(f"{what} must be positive integers, got {text!r}")
     return values
+
+
+def parse_state(values: Iterable[str] | None) -> dict[str, str] | None:
+    """CLI ``--state``: ``["stateN=state", ...]`` -> ``{"stateN": "state"}`` (output -> input); ``["none"]`` -> ``{}``
+    (no state, detection off); nothing -> None (detect)."""
+    values = [v for v in (values or []) if v.strip()]
+    if not values:
+        return None
+    if [v.strip().lower() for v in values] == [NO_STATE]:
+        return {}
+    pairs: dict[str, str] = {}
+    for value in values:
+        out, sep, inp = value.partition("=")
+        if not sep or not out.strip() or not inp.strip():
+            raise InputSpecError(f"cannot read --state {value!r}",
+                                 hint="write --state OUTPUT=INPUT (the output fed back as that input), or --state none")
+        pairs[out.strip()] = inp.strip()
+    return pairs

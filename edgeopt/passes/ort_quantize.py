@@ -24,7 +24,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -271,13 +271,14 @@ def _calibration_feeds(model: onnx.ModelProto, calibration: Dataset, limit: int 
     dims = {
         i.name: [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim] for i in inputs
     }
-    first = dims[inputs[0].name]
+    batched = [i for i in inputs if i.name not in calibration.fed_whole]  # fed whole: no batch axis at 0
+    first = dims[batched[0].name] if batched else []
     batch = first[0] if first and first[0] else 1
     n = len(calibration) if limit is None else min(limit, len(calibration))
     if n < batch:
         raise DataError(f"calibration data has {n} samples, fewer than the model's batch size {batch}")
-    arrays = {i.name: calibration.arrays[i.name][:n] for i in inputs}
-    feeds = Dataset(arrays=arrays).batches(batch)
+    head = calibration.head(n)  # a stream's states are those its reference stream fed (edgeopt.stream)
+    feeds = replace(head, arrays={i.name: head.arrays[i.name] for i in inputs}).batches(batch)
     for i in inputs:
         want = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
         got = feeds[0][i.name]

@@ -62,9 +62,10 @@ def request_record(source: object, *, weights: object, calib: object, eval_: obj
 
 def _manifest_graph(manifest: Mapping[str, Any], artifact: Path) -> Graph:
     specs = tuple(TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in manifest["graph"]["inputs"])
+    outputs = tuple(TensorSpec(o["name"], o["dtype"], tuple(o["shape"])) for o in manifest["graph"]["outputs"])
     return Graph(path=artifact / manifest["model_file"], fingerprint="", source_fingerprint="",
                  source_format="artifact",
-                 opset=manifest["graph"]["opset"], inputs=specs, outputs=())
+                 opset=manifest["graph"]["opset"], inputs=specs, outputs=outputs)
 
 
 def calibration_summary(manifest: Mapping[str, Any], artifact: Path, calib: object) -> dict:
@@ -72,12 +73,13 @@ def calibration_summary(manifest: Mapping[str, Any], artifact: Path, calib: obje
     regenerated with the deploy's own seed)."""
     from edgeopt.data import load_dataset, synthetic_dataset
     from edgeopt.deploy import SYNTHETIC_SAMPLES
+    from edgeopt.manifest import manifest_state
 
-    graph = _manifest_graph(manifest, artifact)
+    graph, state = _manifest_graph(manifest, artifact), manifest_state(manifest)
     if calib is None:
-        data: Dataset = synthetic_dataset(graph, samples=SYNTHETIC_SAMPLES, seed=0)
+        data: Dataset = synthetic_dataset(graph, samples=SYNTHETIC_SAMPLES, seed=0, state=state)
     else:
-        data = load_dataset(calib, graph, purpose="calibration")
+        data = load_dataset(calib, graph, purpose="calibration", state=state)
     return summarize(data.arrays, source=data.source, synthetic=data.synthetic)
 
 

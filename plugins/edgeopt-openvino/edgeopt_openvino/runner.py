@@ -94,14 +94,30 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
+def _batched(model: Any) -> set[str]:
+    """Names of the inputs that carry the batch: those leading with a dynamic size or with the first input's
+    static leading size (the batch the model was built for). An input leading with another size has no batch
+    axis there (a recurrent state laid out ``[layers, batch, hidden]``) and keeps its shape, as with the core's
+    ``edgeopt.passes.batch.with_batch``."""
+    ranked = [p for p in model.inputs if p.get_partial_shape().rank.is_static and len(p.get_partial_shape()) > 0]
+    first = ranked[0].get_partial_shape()[0] if ranked else None
+    built = first.get_length() if first is not None and first.is_static else None
+    return {
+        p.get_any_name() for p in ranked
+        if not p.get_partial_shape()[0].is_static or p.get_partial_shape()[0].get_length() == built
+    }
+
+
 def _with_batch(model: Any, batch: int) -> Any:
-    """A copy of ``model`` whose inputs lead with ``batch`` (``CompileError`` when OpenVINO cannot)."""
+    """A copy of ``model`` whose batched inputs (``_batched``) lead with ``batch`` (``CompileError`` when OpenVINO
+    cannot)."""
     import openvino as ov
 
+    batched = _batched(model)
     shapes = {}
     for port in model.inputs:
         shape = port.get_partial_shape()
-        if shape.rank.is_static and len(shape) > 0 and not (shape[0].is_static and shape[0].get_length() == batch):
+        if port.get_any_name() in batched and not (shape[0].is_static and shape[0].get_length() == batch):
             shapes[port.get_any_name()] = ov.PartialShape([ov.Dimension(batch), *list(shape)[1:]])
     if not shapes:
         return model
@@ -165,9 +181,12 @@ class OpenVinoRunner:
         self._chunk = batch // self.streams
         self._outputs = range(len(compiled.outputs))
         self._inputs = []
+        batched = _batched(model)
         for port in model.inputs:
             shape = port.get_partial_shape()
-            dims = [batch if i == 0 else (d.get_length() if d.is_static else None) for i, d in enumerate(shape)]
+            lead = port.get_any_name() in batched
+            dims = [batch if i == 0 and lead else (d.get_length() if d.is_static else None)
+                    for i, d in enumerate(shape)]
             self._inputs.append((port.get_any_name(), np.dtype(port.get_element_type().to_dtype()), tuple(dims)))
 
     def _compile(self, model: Any, batch: int) -> tuple[Any, int]:
@@ -220,13 +239,13 @@ class OpenVinoRunner:
                 value = feeds.get(name)
                 if value is None or getattr(value, "dtype", None) != dtype or value.shape != dims:
                     break
-                arrays.append(np.ascontiguousarray(value))
+                arrays.append(np.require(value, requirements="C"))  # keeps a scalar 0-d (ascontiguousarray would not)
             else:
                 return arrays
         problem = self.mismatch(feeds)
         if problem:
             raise InputSpecError(problem)
-        return [np.ascontiguousarray(feeds[name]) for name, _, _ in self._inputs]  # dynamic dims that fit
+        return [np.require(feeds[name], requirements="C") for name, _, _ in self._inputs]  # dynamic dims that fit
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """One inference of the whole batch; outputs in graph order, copied out of OpenVINO's tensors."""
