@@ -96,6 +96,19 @@ class CompileError(EdgeoptError):
     code = "E500"
 
 
+class ConversionError(CompileError):
+    """A model converter (ONNX → another format) could not convert the graph: which converter, which route,
+    which stage, and the first node it failed on when known."""
+
+    code = "E510"
+    default_hint = "try another --target, or report the node to the converter's authors"
+
+    def __init__(self, message: str, *, converter: str = "", route: str = "", node: str = "", op: str = "",
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.converter, self.route, self.node, self.op = converter, route, node, op
+
+
 class AccuracyBudgetExceeded(EdgeoptError):
     """No candidate stays within the accuracy budget."""
 

@@ -1,7 +1,8 @@
-"""edgeopt targets ``tflite`` (LiteRT on a CPU) and ``edgetpu`` (Coral Edge TPU), without TensorFlow.
+"""edgeopt targets ``tflite`` (LiteRT on a CPU) and ``edgetpu`` (Coral Edge TPU), TensorFlow-free by default.
 
-The normalized ONNX graph is converted to ``.tflite`` by onnx2torch + litert-torch and quantized by
-ai-edge-quantizer in a converter toolchain run as a subprocess (``toolchain.py``, ``convert.py``);
+The normalized ONNX graph is converted to ``.tflite`` by the first route that builds it (onnx2torch +
+litert-torch, then onnx2tf where the toolchain has it; ``convert_worker.py``) and quantized by ai-edge-quantizer
+in a converter toolchain run as a subprocess (``toolchain.py``, ``convert.py``);
 models run on the LiteRT interpreter (``ai-edge-litert``) in this process. For ``edgetpu`` a
 compatibility report (``compat.py``, rules in ``edgetpu_ops.py``) is computed before any compile and
 stored in the artifact; ``edgetpu_compiler`` runs when it is on PATH. Registered through the

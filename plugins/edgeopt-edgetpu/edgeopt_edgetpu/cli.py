@@ -79,9 +79,20 @@ def check(
 @app.command("toolchain")
 def toolchain(
     create: Annotated[bool, typer.Option("--create", help="Build the converter environment if it is missing")] = False,
+    with_onnx2tf: Annotated[bool, typer.Option(
+        "--with-onnx2tf", help="With --create: add the onnx2tf route (TensorFlow, ~2 GB, in the converter env only)",
+    )] = False,
 ) -> None:
-    """Say which Python converts ONNX to TFLite; with --create, build the cached converter environment."""
-    from edgeopt_edgetpu.toolchain import SETUP_HINT, create_toolchain, find_toolchain, toolchain_dir
+    """Say which Python converts ONNX to TFLite and with which routes; with --create, build the cached
+    converter environment (and, with --with-onnx2tf, add the onnx2tf route to it)."""
+    from edgeopt_edgetpu.toolchain import (
+        SETUP_HINT,
+        add_onnx2tf,
+        create_toolchain,
+        find_toolchain,
+        has_onnx2tf,
+        toolchain_dir,
+    )
 
     found = find_toolchain()
     if found is None and create:
@@ -90,7 +101,14 @@ def toolchain(
     if found is None:
         typer.echo(f"no converter toolchain (expected at {toolchain_dir()}); {SETUP_HINT}")
         raise typer.Exit(1)
-    typer.echo(f"converter: {found.python} ({found.source})")
+    if create and with_onnx2tf:
+        seconds = add_onnx2tf(found)
+        if seconds:
+            typer.echo(f"added the onnx2tf route in {seconds:.0f} s")
+    routes = "torch, onnx2tf" if has_onnx2tf(found) else "torch, onnx2tf if installed there"
+    if found.source == "cache" and not has_onnx2tf(found):
+        routes = "torch (add onnx2tf with --create --with-onnx2tf)"
+    typer.echo(f"converter: {found.python} ({found.source}); routes: {routes}")
 
 
 def register(root: typer.Typer) -> None:

@@ -3,13 +3,17 @@
 Files written under ``workdir`` and shipped in the artifact:
 
 - ``model.tflite``: the LiteRT model (``model_file``);
-- ``io.json``: the graph's input/output names, shapes and dtypes and the built batch (the runner's contract);
+- ``io.json``: the graph's input/output names, shapes and dtypes, the built batch, and the converted model's
+  signature keys in graph order (with any output permutation the route left), the runner's contract;
 - ``edgetpu``: ``edgetpu_report.json`` (the compatibility report, the ``edgetpu_compiler`` result or why
   it did not run, the Coral latency/energy estimate) and, when the compiler ran,
   ``model_edgetpu.tflite`` + ``model_edgetpu.log``.
 
-An ``edgetpu`` plan is refused (``CompileError`` carrying the report's summary) when the model is not
-full-integer or not one op would be mapped: there is nothing to compile for the Edge TPU then.
+An ``edgetpu`` plan converts the graph after ``edgetpu_rewrite.edgetpu_activations`` (hard-swish and
+hard-sigmoid in ops the Edge TPU maps), written beside the candidate; the manifest's convert pass records
+the route that built the model and any routes that failed first. An ``edgetpu`` plan is refused
+(``CompileError`` carrying the report's summary) when the model is not full-integer or not one op would be
+mapped: there is nothing to compile for the Edge TPU then.
 """
 
 from __future__ import annotations
@@ -25,8 +29,17 @@ from edgeopt.types import Compiled, Dataset, DeviceProfile, Graph, PassSpec, Pla
 
 from edgeopt_edgetpu import compiler
 from edgeopt_edgetpu.compat import REPORT_FILE, CompatReport, analyze_file
-from edgeopt_edgetpu.convert import ConvertJob, input_specs, run_conversion, write_calibration
+from edgeopt_edgetpu.convert import (
+    CALIBRATION_SAMPLES,
+    CONVERTERS,
+    ConvertJob,
+    input_specs,
+    routes,
+    run_conversion,
+    write_calibration,
+)
 from edgeopt_edgetpu.devices import coral_present
+from edgeopt_edgetpu.edgetpu_rewrite import edgetpu_activations
 from edgeopt_edgetpu.estimate import estimate
 from edgeopt_edgetpu.plan import CONVERT, EDGETPU_COMPILE, QUANTIZE, RECIPES
 from edgeopt_edgetpu.runner import IO_FILE, runtime_version
@@ -51,12 +64,26 @@ def parse_plan(plan: Plan) -> tuple[str, int | None]:
     return plan.precision, runtime
 
 
-def _io(graph: Graph) -> dict:
+def _io(graph: Graph, signature: dict) -> dict:
     return {
         "batch": batch_size_of(graph.inputs),
         "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in graph.inputs],
         "outputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in graph.outputs],
+        "signature": signature,
     }
+
+
+def _source(graph: Graph, workdir: Path, edgetpu: bool) -> tuple[Path, list[str]]:
+    """The ONNX file to convert and notes: the graph itself, or for the Edge TPU its rewritten copy."""
+    if not edgetpu:
+        return Path(graph.path).resolve(), []
+    model, done = edgetpu_activations(load_model(graph))
+    if not done:
+        return Path(graph.path).resolve(), []
+    path = workdir / ".edgetpu-source.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path, ["for the Edge TPU, rewritten with mapped ops (MUL, ADD+RELU6): "
+                  + ", ".join(f"{n} {k}" for k, n in sorted(done.items()))]
 
 
 def compile_plan(graph: Graph, plan: Plan, device: DeviceProfile, calibration: Dataset, workdir: Path) -> Compiled:
@@ -79,26 +106,34 @@ def compile_plan(graph: Graph, plan: Plan, device: DeviceProfile, calibration: D
     workdir = Path(workdir).resolve()  # the converter child works from its own folder: absolute paths only
     workdir.mkdir(parents=True, exist_ok=True)
     specs = input_specs(graph)
+    order = routes()
     calib_file = workdir / ".calibration.npz"
-    samples = write_calibration(calibration, graph, calib_file) if precision == "int8" else 0
+    samples = write_calibration(calibration, graph, calib_file, limit=CALIBRATION_SAMPLES if precision == "int8" else 1)
     if precision == "int8" and samples == 0:
         raise CompileError("int8 needs calibration samples and none were given", hint="give --calib data")
-    job = ConvertJob(str(Path(graph.path).resolve()), str(workdir / MODEL_FILE), str(workdir / ".convert-result.json"),
-                     precision, specs, str(calib_file) if samples else "", plan.granularity or "per-channel")
+    source, rewrite_notes = _source(graph, workdir, runtime is not None)
+    job = ConvertJob(str(source), str(workdir / MODEL_FILE), str(workdir / ".convert-result.json"),
+                     precision, specs, str(calib_file) if samples else "", plan.granularity or "per-channel",
+                     outputs=tuple(s.name for s in graph.outputs), routes=order)
     try:
         result = run_conversion(toolchain, job, workdir)
     finally:
         calib_file.unlink(missing_ok=True)
-    (workdir / IO_FILE).write_text(json.dumps(_io(graph), indent=1))
+        if source != Path(graph.path).resolve():
+            source.unlink(missing_ok=True)
+    (workdir / IO_FILE).write_text(json.dumps(_io(graph, result.signature), indent=1))
     files = [MODEL_FILE, IO_FILE]
-    params = {CONVERT: {"converter": "onnx2torch+litert-torch", "toolchain": toolchain.source,
-                        "seconds": round(result.seconds, 2), **{k: v for k, v in result.versions.items()}}}
+    params = {CONVERT: {"converter": CONVERTERS.get(result.route, result.route), "route": result.route,
+                        "routes": list(order), "failed_routes": [a["route"] for a in result.attempts],
+                        "toolchain": toolchain.source, "seconds": round(result.seconds, 2),
+                        **{k: v for k, v in result.versions.items()}}}
     if precision != "fp32":
         params[QUANTIZE] = {**plan.passes[1].params, "calibration_samples": samples}
         if precision == "int8":
             params[QUANTIZE].update(granularity=plan.granularity or "per-channel", calibration="minmax")
-    notes = [*plan.notes, *result.notes,
-             f"converted in {result.seconds:.1f} s ({toolchain.source} toolchain: {toolchain.python})"]
+    notes = [*plan.notes, *rewrite_notes, *result.notes,
+             f"converted by route {result.route!r} ({CONVERTERS.get(result.route, result.route)}) in "
+             f"{result.seconds:.1f} s ({toolchain.source} toolchain: {toolchain.python})"]
     if runtime is not None:
         report = analyze_file(workdir / MODEL_FILE, runtime=runtime, onnx_flops=_onnx_flops(graph))
         if not report.compilable:

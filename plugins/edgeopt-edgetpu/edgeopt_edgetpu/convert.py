@@ -5,8 +5,12 @@ written under the compile's ``workdir``. The child runs ``convert_worker.py --se
 user site, no script folder on ``sys.path``) and is kept for the next job (``ConverterProcess``); for each
 job it works from a scratch folder under ``workdir`` (cwd and temp dir), so nothing is written elsewhere.
 A crash or the time limit (``EDGEOPT_LITERT_TIMEOUT_S``, default 600 s per job) kills the child and
-becomes ``CompileError``; a converter error becomes ``CompileError`` naming the stage that failed
-(onnx2torch, litert-torch, quantize) and the converter's own message.
+becomes ``CompileError``. When no route builds the model, the job fails with ``ConversionError`` (E510) naming
+the converter, the route, the stage (onnx2torch, litert-torch, onnx2tf, check), the first failing ONNX node
+and a hint that fits the failure; a quantizer failure is a ``ConversionError`` of stage ``quantize``.
+
+The routes are tried in the order ``EDGEOPT_LITERT_ROUTES`` gives (comma-separated, default ``torch,onnx2tf``;
+see ``convert_worker.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from edgeopt.errors import CompileError
+from edgeopt.errors import CompileError, ConversionError
 from edgeopt.isolation import stop_child
 from edgeopt.types import Dataset, Graph
 
@@ -33,6 +37,9 @@ from edgeopt_edgetpu.toolchain import Toolchain
 
 WORKER = Path(__file__).with_name("convert_worker.py")
 TIMEOUT_ENV = "EDGEOPT_LITERT_TIMEOUT_S"
+ROUTES_ENV = "EDGEOPT_LITERT_ROUTES"
+ROUTES = ("torch", "onnx2tf")
+CONVERTERS = {"torch": "onnx2torch+litert-torch", "onnx2tf": "onnx2tf+TensorFlow Lite converter"}
 DEFAULT_TIMEOUT_S = 600.0
 CALIBRATION_SAMPLES = 128
 """At most this many calibration samples are passed to the quantizer (one invoke each)."""
@@ -50,8 +57,14 @@ class ConvertJob:
     inputs: tuple[dict, ...]
     """``{"name", "shape", "dtype"}`` per graph input, in graph order (static shapes)."""
     calibration: str = ""
+    """An ``.npz`` of samples by input name: quantizer calibration (int8), and the sample each route's fp32 model
+    is checked on against ONNX Runtime (every precision)."""
     granularity: str = "per-channel"
     """Int8 weight scales: ``per-channel`` or ``per-tensor``."""
+    outputs: tuple[str, ...] = ()
+    """The graph's output names, in order."""
+    routes: tuple[str, ...] = ROUTES
+    """Conversion routes to try, in order (``torch``, ``onnx2tf``)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,25 @@ class ConvertResult:
     timings: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    route: str = "torch"
+    """The route that built the model."""
+    attempts: tuple[dict, ...] = ()
+    """Routes that failed before it: ``{"route", "stage", "error", "node", "op", "kind"}`` each."""
+    signature: dict = field(default_factory=dict)
+    """``{"name", "inputs", "outputs"[, "output_perms"]}``: signature keys in graph order (see the runner)."""
+
+
+def routes() -> tuple[str, ...]:
+    """The routes to try, from ``EDGEOPT_LITERT_ROUTES`` (unknown names refused) or the default order."""
+    raw = os.environ.get(ROUTES_ENV, "").strip()
+    if not raw:
+        return ROUTES
+    chosen = tuple(r.strip() for r in raw.split(",") if r.strip())
+    unknown = [r for r in chosen if r not in ROUTES]
+    if unknown or not chosen:
+        raise CompileError(f"{ROUTES_ENV}={raw!r} names unknown routes {unknown}",
+                           hint=f"a comma-separated list of {', '.join(ROUTES)}")
+    return chosen
 
 
 def timeout_s() -> float:
@@ -156,15 +188,18 @@ class ConverterProcess:
                 line = self._read_line(proc, deadline)
             except TimeoutError:
                 self.close()
-                raise CompileError(f"the TFLite conversion did not finish within {timeout_s:g} s; stopped it",
-                                   hint=f"raise {TIMEOUT_ENV} if the model is just big") from None
+                raise ConversionError(f"the TFLite conversion did not finish within {timeout_s:g} s; stopped it",
+                                      converter="convert_worker", hint=f"raise {TIMEOUT_ENV} if the model is just big"
+                                      ) from None
             except (BrokenPipeError, OSError):
                 line = None
             if line is None or not line.lstrip("-").isdigit():
                 tail = self._tail()
                 self.close()
-                raise CompileError(f"the converter process died during the conversion{tail}",
-                                   hint="the graph crashed onnx2torch or litert-torch; try target 'cpu'")
+                raise ConversionError(f"the converter process died during the conversion{tail}",
+                                      converter="convert_worker",
+                                      hint=f"the graph crashed a converter: try another route order with "
+                                      f"{ROUTES_ENV}, or target 'cpu'")
             return int(line)
 
     def close(self) -> None:
@@ -209,9 +244,51 @@ def run_conversion(toolchain: Toolchain, job: ConvertJob, workdir: Path) -> Conv
     result_file = Path(job.result)
     result = json.loads(result_file.read_text()) if result_file.is_file() else None
     result_file.unlink(missing_ok=True)
-    if result is None or "error" in result:
-        what = f"{result['stage']} failed: {result['error']}" if result else "wrote no result"
-        raise CompileError(f"ONNX → TFLite conversion ({job.precision}) {what}",
-                           hint="the graph uses an op onnx2torch or litert-torch cannot convert; try target 'cpu'")
+    if result is None:
+        raise CompileError("the TFLite converter wrote no result", hint="run the deploy again with EDGEOPT_DEBUG=1")
+    if "error" in result:
+        raise conversion_error(result, job)
     return ConvertResult(seconds, dict(result.get("timings", {})), dict(result.get("versions", {})),
-                         tuple(result.get("notes", ())))
+                         tuple(result.get("notes", ())), str(result.get("route", "torch")),
+                         tuple(result.get("attempts", ())), dict(result.get("signature", {})))
+
+
+def _where(attempt: dict) -> str:
+    node, op = attempt.get("node", ""), attempt.get("op", "")
+    if node:
+        return f" at node {node!r}" + (f" ({op})" if op else "")
+    return f" at op {op}" if op else ""
+
+
+def conversion_error(result: dict, job: ConvertJob) -> ConversionError:
+    """The ``ConversionError`` for a failed job's result, with the hint its failure calls for."""
+    attempts = list(result.get("attempts") or [result])
+    tried = [a for a in attempts if a.get("kind") != "unavailable"]
+    missing = [a["route"] for a in attempts if a.get("kind") == "unavailable"]
+    route = result.get("route", "")
+    stage = result.get("stage", "")
+    if stage == "quantize":
+        message = f"ONNX → TFLite conversion ({job.precision}): the quantizer failed on the model route {route!r} " \
+                  f"built: {result['error']}"
+        return ConversionError(message, converter="ai-edge-quantizer", route=route,
+                               hint="try --precision int8-dynamic or fp32, or report it to ai-edge-quantizer")
+    parts = [f"route {a['route']!r} ({CONVERTERS.get(a['route'], a['route'])}) stage {a['stage']}{_where(a)}: "
+             f"{a['error']}" for a in tried]
+    parts += [f"route {a['route']!r}: {a['error']}" for a in attempts if a.get("kind") == "unavailable"]
+    first = tried[0] if tried else attempts[0]
+    kinds = {a.get("kind", "") for a in tried}
+    if "onnx2tf" in missing:
+        hint = ("add the second route with `edgeopt edgetpu toolchain --create --with-onnx2tf` (TensorFlow in the "
+                "converter environment only), or use target 'cpu'")
+    elif "data-dependent-shape" in kinds:
+        hint = "fix every input's shape with --input-shape NAME=1x...; a shape computed from data cannot be converted"
+    elif "unsupported-op" in kinds:
+        ops = sorted({a["op"] for a in tried if a.get("op")})
+        hint = (f"{', '.join(ops) or 'this op'} is not supported by the LiteRT converters here; use target 'cpu' "
+                "or replace the op before export")
+    else:
+        hint = f"choose another route order with {ROUTES_ENV}, or use target 'cpu'"
+    return ConversionError(f"ONNX → TFLite conversion ({job.precision}) failed: " + "; ".join(parts),
+                           converter=CONVERTERS.get(first.get("route", ""), first.get("route", "")),
+                           route=first.get("route", ""), node=first.get("node", ""), op=first.get("op", ""),
+                           hint=hint)

@@ -1,178 +1,71 @@
-"""ONNX → TFLite in the converter toolchain: onnx2torch, litert-torch, ai-edge-quantizer. No TensorFlow.
+"""ONNX → TFLite in the converter toolchain: routes tried in order, each result checked, then ai-edge-quantizer.
 
-Run as a script by the interpreter that has the converter packages (``toolchain.py`` finds it), never
-imported by edgeopt itself: it uses only the standard library, numpy, onnx, torch and the converters,
-so it runs in a toolchain environment that does not have edgeopt installed.
+Run as a script by the interpreter that has the converter packages (``toolchain.py`` finds it), never imported
+by edgeopt itself at run time: it and its sibling modules (``SIBLINGS``, loaded by path) use only the standard
+library, numpy, onnx, onnxruntime, torch and the converters, so it runs in a toolchain environment that does
+not have edgeopt installed.
 
 ``python convert_worker.py JOB.json`` reads a job (``ConvertJob`` in ``convert.py``, as JSON), writes
-``job["out"]`` (the ``.tflite``) and ``job["result"]`` (JSON: seconds per step, versions, notes) and
-exits 0; on failure it writes ``{"error": ..., "stage": ...}`` to the result file and exits 2.
+``job["out"]`` (the ``.tflite``) and ``job["result"]`` (JSON: the route that built the model, every route
+tried, the signature keys in graph order, seconds per step, versions, notes) and exits 0; on failure it writes
+``{"error", "stage", "route", "node", "op", "kind", "attempts"}`` and exits 2.
 ``python convert_worker.py --serve`` imports the converters once and runs job after job (``serve``).
 
-Steps: the ONNX graph becomes a ``torch.nn.Module`` (onnx2torch), litert-torch lowers it to an fp32
-``.tflite`` with the graph's exact static input shapes, and for quantized precisions
-ai-edge-quantizer rewrites that model:
+Routes (``job["routes"]``, in order; the first that builds a model that matches ONNX Runtime wins):
 
-- ``int8``: ``static_wi8_ai8`` recipe (int8 per-channel weights, int8 activations, int8 model I/O),
-  activation ranges the global min/max over ``job["calibration"]`` (an ``.npz`` holding one array per input);
-  ``job["granularity"] == "per-tensor"`` gives one weight scale per tensor instead;
-- ``int8-dynamic``: ``dynamic_wi8_afp32`` (int8 weights, activations quantized on the fly);
-- ``fp16``: fp16 weights (``FLOAT_CASTING``, 16 bits) dequantized to fp32 at load time.
+- ``torch`` (``route_torch.py``): onnx2torch, the module specialized to the static input shapes, litert-torch;
+- ``onnx2tf`` (``route_onnx2tf.py``): onnx2tf and TensorFlow's converter, where the toolchain has them.
 
-onnx2torch imports torchvision for its NonMaxSuppression/RoiAlign converters only. Where torchvision
-cannot be imported (PyPI's Linux torchvision wheels are CUDA builds that do not load beside a CPU-only
-torch), a placeholder module is registered whose functions raise, so every other op still converts and
-a graph that does use those two ops fails with a message naming torchvision.
+Each route's fp32 model is run on one sample (the first calibration sample) beside ONNX Runtime on the same
+graph: a model whose outputs differ (shape, or more than ``MATCH_TOLERANCE`` of the output's range) counts as
+that route failing, and the next route is tried. Quantized precisions are then written by ``litert_quantize``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import sys
 import time
 import traceback
-import types
 from pathlib import Path
 
-STAGES = ("onnx2torch", "litert-torch", "quantize")
+ROUTES = ("torch", "onnx2tf")
+SIBLINGS = ("convert_common", "torch_specialize", "route_torch", "route_onnx2tf", "litert_quantize")
+MATCH_TOLERANCE = 1e-3
+"""A route's fp32 model may differ from ONNX Runtime by this fraction of each output's largest magnitude."""
 
 
-_PLACEHOLDER: list[str] = []
-
-
-def _torchvision_placeholder() -> str | None:
-    """Register a placeholder ``torchvision`` when the real one does not import; return why, or None."""
-    if _PLACEHOLDER:
-        return _PLACEHOLDER[0]
-    try:
-        import torchvision  # noqa: F401
-    except Exception as exc:  # broken binary build (missing CUDA libraries) or not installed
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}"
-
-        def unavailable(*args: object, **kwargs: object) -> None:
-            raise RuntimeError(f"this graph needs torchvision (NonMaxSuppression/RoiAlign), which does not import "
-                               f"here ({reason})")
-
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        tv, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
-        for fn in ("nms", "batched_nms", "roi_align", "roi_pool", "deform_conv2d", "box_convert"):
-            setattr(ops, fn, unavailable)
-        tv.ops = ops  # type: ignore[attr-defined]
-        sys.modules["torchvision"], sys.modules["torchvision.ops"] = tv, ops
-        _PLACEHOLDER.append(reason)
-        return reason
-    return None
-
-
-ONNX2TORCH_OPSET = 17
-"""The newest default-domain opset onnx2torch 1.5 converts completely (it lacks e.g. ReduceMean-18)."""
-_REDUCE_OPS = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
-               "ReduceLogSumExp", "ReduceSumSquare")
-
-
-def prepare_for_onnx2torch(model):  # noqa: ANN001, ANN201 - onnx.ModelProto
-    """Make the graph convertible by onnx2torch without changing what any node computes.
-
-    Reshape's ``allowzero=1`` (which onnx2torch refuses) is dropped where the constant shape has no 0.
-    For opset >= 18: Reduce ops whose ``axes`` input is an initializer get it back as an attribute (and
-    lose ``noop_with_empty_axes=0``, the old behaviour); then, only if every node's schema is the same
-    at 17 as at the graph's opset, the graph is declared opset 17. Returns ``(model, note or None)``;
-    the model on disk is never changed.
-    """
-    import onnx
-    from onnx import defs, helper, numpy_helper
-
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    inits = {t.name: t for t in model.graph.initializer}
-    for node in model.graph.node:  # allowzero=1 (torch's exporter) means nothing when no dim of the shape is 0
-        if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] in inits:
-            allow = next((a for a in node.attribute if a.name == "allowzero"), None)
-            if allow is not None and allow.i == 1 and 0 not in numpy_helper.to_array(inits[node.input[1]]).tolist():
-                node.attribute.remove(allow)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset <= ONNX2TORCH_OPSET:
-        return model, None
-    for node in model.graph.node:
-        noop = next((a.i for a in node.attribute if a.name == "noop_with_empty_axes"), 0)
-        if node.op_type not in _REDUCE_OPS or noop:
+def load_siblings() -> None:
+    """Load the sibling modules by path under their plain names (run as a script: no package, nothing of the
+    plugin's folder on ``sys.path``)."""
+    for name in SIBLINGS:
+        if name in sys.modules:
             continue
-        if len(node.input) > 1 and node.input[1] in inits:
-            axes = [int(a) for a in numpy_helper.to_array(inits[node.input[1]]).reshape(-1)]
-            del node.input[1]
-            node.attribute.append(helper.make_attribute("axes", axes))
-        elif len(node.input) > 1 and node.input[1]:
-            continue  # computed axes: leave it, the schema check below keeps the opset
-        kept = [a for a in node.attribute if a.name != "noop_with_empty_axes"]
-        del node.attribute[:]
-        node.attribute.extend(kept)
-
-    def since(op: str, version: int) -> int:
-        return defs.get_schema(op, version).since_version
-
-    def unchanged(node) -> bool:  # noqa: ANN001
-        if node.domain not in ("", "ai.onnx"):
-            return True
-        if node.op_type in _REDUCE_OPS:
-            return (len(node.input) < 2 or not node.input[1]) and not any(
-                a.name == "noop_with_empty_axes" for a in node.attribute)
-        return since(node.op_type, opset) == since(node.op_type, ONNX2TORCH_OPSET)
-
-    changed = sorted({n.op_type for n in model.graph.node if not unchanged(n)})
-    if changed:
-        return model, f"graph kept at opset {opset} for onnx2torch: {', '.join(changed)} changed after opset 17"
-    for entry in model.opset_import:
-        if entry.domain in ("", "ai.onnx"):
-            entry.version = ONNX2TORCH_OPSET
-    return model, f"graph expressed at opset {ONNX2TORCH_OPSET} for onnx2torch (from {opset}; no node changes meaning)"
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[name] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
 
 
-def _constant(module, node):  # noqa: ANN001, ANN202 - torch.fx objects
-    """The tensor a ``get_attr`` node reads, or None for anything computed."""
-    if getattr(node, "op", None) != "get_attr":
-        return None
-    value = module
-    for part in node.target.split("."):
-        value = getattr(value, part)
-    return value
+def _module(name: str):  # noqa: ANN202 - a module
+    if __package__:
+        return importlib.import_module(f"{__package__}.{name}")
+    load_siblings()
+    return sys.modules[name]
 
 
-def freeze_constant_shapes(module, sample: tuple):  # noqa: ANN001, ANN201 - torch.fx.GraphModule
-    """Turn onnx2torch's Reshape modules whose shape is a constant into ``torch.reshape`` with literal dims.
-
-    onnx2torch reads a Reshape's shape tensor at run time, which torch.export (inside litert-torch) sees as a
-    data-dependent size and refuses. With static input shapes the target shape is known: ``0`` entries are
-    resolved against the input's propagated shape, ``-1`` is left for torch. Returns how many were frozen.
-    """
-    import torch
-    from torch.fx.passes.shape_prop import ShapeProp
-
-    ShapeProp(module).propagate(*sample)
-    frozen = 0
-    for node in list(module.graph.nodes):
-        if node.op != "call_module" or type(module.get_submodule(node.target)).__name__ != "OnnxReshape":
-            continue
-        shape = _constant(module, node.args[1]) if len(node.args) == 2 else None
-        meta = node.args[0].meta.get("tensor_meta") if hasattr(node.args[0], "meta") else None
-        if shape is None or meta is None:
-            continue
-        dims = tuple(int(meta.shape[i]) if int(d) == 0 else int(d) for i, d in enumerate(shape.tolist()))
-        with module.graph.inserting_after(node):
-            replacement = module.graph.call_function(torch.reshape, (node.args[0], dims))
-        node.replace_all_uses_with(replacement)
-        module.graph.erase_node(node)
-        frozen += 1
-    if frozen:
-        module.graph.eliminate_dead_code()
-        module.recompile()
-    return frozen
+def prepare_for_onnx2torch(model):  # noqa: ANN001, ANN201 - see convert_common.prepare_for_onnx2torch
+    return _module("convert_common").prepare_for_onnx2torch(model)
 
 
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for dist in ("torch", "onnx2torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "litert-converter"):
+    for dist in ("torch", "onnx2torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "litert-converter",
+                 "tensorflow", "onnx2tf"):
         try:
             found[dist] = version(dist)
         except PackageNotFoundError:
@@ -180,115 +73,189 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _recipe(precision: str, granularity: str = "per-channel"):  # noqa: ANN202 - ai-edge-quantizer's recipe type
-    from ai_edge_quantizer import qtyping, recipe, recipe_manager
-    from ai_edge_quantizer.algorithm_manager import AlgorithmName
-
-    if precision == "int8" and granularity == "per-tensor":
-        manager = recipe_manager.RecipeManager()
-        manager.add_static_config(".*", recipe.TFLOperationName.ALL_SUPPORTED, 8, 8,
-                                  weight_granularity=qtyping.QuantGranularity.TENSORWISE)
-        return manager.get_quantization_recipe()
-    if precision == "int8":
-        return recipe.static_wi8_ai8()
-    if precision == "int8-dynamic":
-        return recipe.dynamic_wi8_afp32()
-    if precision == "fp16":
-        manager = recipe_manager.RecipeManager()
-        manager.add_weight_only_config(".*", recipe.TFLOperationName.ALL_SUPPORTED, 16,
-                                       algorithm_key=AlgorithmName.FLOAT_CASTING)
-        return manager.get_quantization_recipe()
-    raise ValueError(f"no quantization recipe for precision {precision!r}")
-
-
-def convert(job: dict) -> dict:
-    """Run one job; return the result dict (raises with ``stage`` set on the exception)."""
+def _sample(job: dict) -> tuple:
+    """One input sample per graph input, in graph order: the first calibration sample, else zeros for integer
+    inputs and a fixed normal draw for float ones."""
     import numpy as np
-    import onnx
-    import torch
 
-    timings: dict[str, float] = {}
-    notes: list[str] = []
-    stage = STAGES[0]
-    try:
-        placeholder = _torchvision_placeholder()
-        if placeholder:
-            notes.append(f"torchvision not importable ({placeholder}); placeholder used for onnx2torch")
-        from onnx2torch import convert as onnx_to_torch
-
-        started = time.perf_counter()
-        model, lowered = prepare_for_onnx2torch(onnx.load(job["onnx"]))
-        if lowered:
-            notes.append(lowered)
-        module = onnx_to_torch(model).eval()
-        timings["onnx2torch_s"] = time.perf_counter() - started
-
-        stage = STAGES[1]
-        import litert_torch
-
-        names = [spec["name"] for spec in job["inputs"]]
-        rng = np.random.default_rng(0)
-        sample = tuple(torch.from_numpy(rng.standard_normal(spec["shape"]).astype(spec["dtype"]))
-                       for spec in job["inputs"])
-        frozen = freeze_constant_shapes(module, sample)
-        if frozen:
-            notes.append(f"{frozen} Reshape(s) with constant shapes given literal dims for torch.export")
-        started = time.perf_counter()
-        with torch.no_grad():
-            edge = litert_torch.convert(module, sample)
-        float_path = Path(job["out"]).with_suffix(".fp32.tflite") if job["precision"] != "fp32" else Path(job["out"])
-        edge.export(str(float_path))
-        timings["litert_torch_s"] = time.perf_counter() - started
-
-        if job["precision"] != "fp32":
-            stage = STAGES[2]
-            from ai_edge_quantizer import quantizer
-
-            started = time.perf_counter()
-            qt = quantizer.Quantizer(str(float_path), _recipe(job["precision"], job.get("granularity", "per-channel")))
-            calibration = None
-            if qt.need_calibration:
-                arrays = np.load(job["calibration"])
-                signature = _signature(float_path)
-                keys = signature["inputs"]
-                if len(keys) != len(names):
-                    raise ValueError(f"the converted model has inputs {keys}, the graph {names}")
-                samples = len(arrays[names[0]])
-                feeds = [{key: arrays[name][i : i + 1] for key, name in zip(keys, names, strict=True)}
-                         for i in range(samples)]
-                calibration = _calibrate(float_path, _recipe(job["precision"], job.get("granularity", "per-channel")),
-                                         {signature["name"]: feeds})
-                timings["calibration_samples"] = float(samples)
-            result = qt.quantize(calibration)
-            result.export_model(job["out"], overwrite=True)
-            timings["quantize_s"] = time.perf_counter() - started
-            float_path.unlink()
-        return {"timings": timings, "versions": _versions(), "notes": notes}
-    except Exception as exc:
-        exc.stage = stage  # type: ignore[attr-defined]
-        raise
+    arrays = np.load(job["calibration"]) if job.get("calibration") else None
+    rng = np.random.default_rng(0)
+    sample = []
+    for spec in job["inputs"]:
+        if arrays is not None and spec["name"] in arrays:
+            sample.append(np.ascontiguousarray(arrays[spec["name"]][:1], dtype=spec["dtype"]))
+        elif np.dtype(spec["dtype"]).kind in "iub":
+            sample.append(np.zeros(spec["shape"], dtype=spec["dtype"]))
+        else:
+            sample.append(rng.standard_normal(spec["shape"]).astype(spec["dtype"]))
+    return tuple(sample)
 
 
-def _calibrate(float_path: Path, recipe: object, data: dict) -> dict:
-    """Activation ranges as the global min/max over every sample (ai-edge-quantizer's ``Quantizer.calibrate``
-    keeps a moving average of per-sample ranges instead, which clips the extremes of in-range data)."""
-    from ai_edge_quantizer import calibrator, recipe_manager
-    from ai_edge_quantizer.utils import qsv_utils
-
-    manager = recipe_manager.RecipeManager()
-    manager.load_quantization_recipe(recipe)
-    calib = calibrator.Calibrator(float_path.read_bytes(), num_threads=1, qsv_update_func=qsv_utils.min_max_update)
-    calib.calibrate(data, manager)
-    return calib.get_model_qsvs()
+def _sanitized(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_]", "_", name)
 
 
-def _signature(path: Path) -> dict:
-    """``{"name": signature key, "inputs": [input keys in order]}`` of a converted model's only signature."""
+def _keys_in_order(keys: list[str], names: list[str]) -> list[str] | None:
+    """``keys`` (a signature's) in the order of the graph's ``names``: by name, by sanitized name, else by the
+    numeric suffix litert-torch gives (``args_0``, ``output_0``...). None when the counts differ."""
+    if len(keys) != len(names):
+        return None
+    for key_of in (lambda k: k, _sanitized):
+        table = {key_of(k): k for k in keys}
+        if all(key_of(n) in table for n in names):
+            return [table[key_of(n)] for n in names]
+
+    def position(key: str) -> tuple[int, str]:
+        tail = key.rsplit("_", 1)[-1]
+        return (int(tail), key) if tail.isdigit() else (1 << 30, key)
+
+    return sorted(keys, key=position)
+
+
+def signature_of(path: Path, inputs: list[str], outputs: list[str]) -> dict:
+    """``{"name", "inputs", "outputs"}``: the model's only signature, its keys in graph order."""
     from ai_edge_litert.interpreter import Interpreter
 
     signatures = Interpreter(model_path=str(path)).get_signature_list()
     name = next(iter(signatures))
-    return {"name": name, "inputs": list(signatures[name]["inputs"])}
+    ins = _keys_in_order(list(signatures[name]["inputs"]), inputs)
+    outs = _keys_in_order(list(signatures[name]["outputs"]), outputs)
+    if ins is None or outs is None:
+        raise ValueError(f"the converted model has inputs {list(signatures[name]['inputs'])} and outputs "
+                         f"{list(signatures[name]['outputs'])}; the graph {inputs} and {outputs}")
+    return {"name": name, "inputs": ins, "outputs": outs}
+
+
+_CHANNELS_LAST = {3: (0, 2, 1), 4: (0, 3, 1, 2), 5: (0, 4, 1, 2, 3)}
+"""Channels-last → channels-first, per rank: what a route that keeps TensorFlow's layout needs undone."""
+
+
+def mismatch(path: Path, onnx_path: str, sample: tuple, signature: dict, inputs: list[str]) -> str | None:
+    """How the fp32 model at ``path`` differs from ONNX Runtime on ``sample``, or None when it matches.
+
+    An output that is the reference transposed channels-last matches too; its permutation back is stored in
+    ``signature["output_perms"]`` (one list or None per output) for the runner to apply."""
+    import numpy as np
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    reference = session.run(None, dict(zip(inputs, sample, strict=True)))
+    runner = Interpreter(model_path=str(path)).get_signature_runner(signature["name"])
+    types = {k: d["dtype"] for k, d in runner.get_input_details().items()}
+    got = runner(**{k: a.astype(types[k]) for k, a in zip(signature["inputs"], sample, strict=True)})
+    perms: list[list[int] | None] = []
+    for key, ref, name in zip(signature["outputs"], reference, [o.name for o in session.get_outputs()], strict=True):
+        out, perm = np.asarray(got[key]), None
+        back = _CHANNELS_LAST.get(out.ndim)
+        if out.shape != ref.shape and back and np.transpose(out, back).shape == ref.shape:
+            out, perm = np.transpose(out, back), list(back)
+        if out.shape != ref.shape:
+            return f"output {name!r} has shape {list(out.shape)}, ONNX Runtime gives {list(ref.shape)}"
+        ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+        scale = max(1.0, float(np.max(np.abs(ref64)))) if ref64.size else 1.0
+        err = float(np.max(np.abs(out64 - ref64))) if ref64.size else 0.0
+        if not err <= MATCH_TOLERANCE * scale:
+            return f"output {name!r} differs from ONNX Runtime by {err:.3g} (largest magnitude {scale:.3g})"
+        perms.append(perm)
+    if any(perms):
+        signature["output_perms"] = perms
+    return None
+
+
+class ConversionFailed(Exception):
+    """Every route failed; ``attempts`` holds each route's failure (``RouteFailure.to_dict``)."""
+
+    def __init__(self, attempts: list[dict]) -> None:
+        super().__init__(attempts[0]["error"] if attempts else "no route to try")
+        self.attempts = attempts
+
+
+def build_float(job: dict, out: Path, notes: list[str], timings: dict) -> tuple[str, dict, list[dict]]:
+    """Try the job's routes in order; return ``(route, signature, attempts)`` for the first whose fp32 model
+    matches ONNX Runtime, or raise ``ConversionFailed``."""
+    common = _module("convert_common")
+    inputs = [spec["name"] for spec in job["inputs"]]
+    outputs = list(job.get("outputs") or [])
+    sample = _sample(job)
+    attempts: list[dict] = []
+    for route in job.get("routes") or ROUTES:
+        if route not in ROUTES:
+            attempts.append({"route": route, "stage": "setup", "error": f"unknown route {route!r}", "node": "",
+                             "op": "", "kind": "unavailable"})
+            continue
+        module = _module(f"route_{route}")
+        why = module.available()
+        if why:
+            attempts.append({"route": route, "stage": "setup", "error": why, "node": "", "op": "",
+                             "kind": "unavailable"})
+            continue
+        started, route_notes = time.perf_counter(), []
+        try:
+            module.build(job["onnx"], out, sample, route_notes)
+            if not outputs:
+                import onnx
+
+                outputs = [o.name for o in onnx.load(job["onnx"], load_external_data=False).graph.output]
+            signature = signature_of(out, inputs, outputs)
+            problem = mismatch(out, job["onnx"], sample, signature, inputs)
+            if problem:
+                raise common.RouteFailure("check", problem, kind="mismatch")
+        except common.RouteFailure as failure:
+            attempts.append(failure.to_dict(route))
+            out.unlink(missing_ok=True)
+            continue
+        except Exception as exc:  # a converter bug outside the stages a route names
+            text = str(exc).strip()
+            first = text.splitlines()[0][:400] if text else ""
+            attempts.append(common.RouteFailure(route, f"{type(exc).__name__}: {first}").to_dict(route))
+            out.unlink(missing_ok=True)
+            continue
+        timings[f"{route}_s"] = time.perf_counter() - started
+        notes.extend(route_notes)
+        return route, signature, attempts
+    raise ConversionFailed(attempts)
+
+
+def convert(job: dict) -> dict:
+    """Run one job; return the result dict (``ConversionFailed`` or an exception with ``stage`` set)."""
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    precision = job["precision"]
+    float_path = Path(job["out"]).with_suffix(".fp32.tflite") if precision != "fp32" else Path(job["out"])
+    route, signature, attempts = build_float(job, float_path, notes, timings)
+    if attempts:
+        notes.append(f"built by route {route!r} after " + "; ".join(
+            f"route {a['route']!r} failed ({a['stage']}: {a['error'][:160]})" for a in attempts))
+    if precision != "fp32":
+        try:
+            started = time.perf_counter()
+            samples = _module("litert_quantize").quantize(
+                float_path, Path(job["out"]), precision=precision, granularity=job.get("granularity", "per-channel"),
+                calibration=job.get("calibration", ""), signature=signature,
+                names=[spec["name"] for spec in job["inputs"]])
+            timings["quantize_s"] = time.perf_counter() - started
+            if samples:
+                timings["calibration_samples"] = float(samples)
+        except Exception as exc:
+            exc.stage, exc.route = "quantize", route  # type: ignore[attr-defined]
+            raise
+        finally:
+            float_path.unlink(missing_ok=True)
+    return {"route": route, "attempts": attempts, "signature": signature, "timings": timings,
+            "versions": _versions(), "notes": notes}
+
+
+def failure_result(exc: BaseException) -> dict:
+    """The result file's content for a failed job."""
+    if isinstance(exc, ConversionFailed):
+        first = next((a for a in exc.attempts if a.get("kind") != "unavailable"), exc.attempts[0] if exc.attempts
+                     else {"route": "", "stage": "setup", "error": "no route to try", "node": "", "op": "", "kind": ""})
+        return {**first, "attempts": exc.attempts}
+    text = str(exc).strip()
+    return {"error": f"{type(exc).__name__}: {text.splitlines()[0][:500] if text else ''}",
+            "stage": getattr(exc, "stage", "setup"), "route": getattr(exc, "route", ""), "node": "", "op": "",
+            "kind": "", "attempts": [], "traceback": traceback.format_exc()[-4000:]}
 
 
 def run_job(job_file: str) -> int:
@@ -306,12 +273,7 @@ def run_job(job_file: str) -> int:
     try:
         result = convert(job)
     except Exception as exc:
-        text = str(exc).strip()
-        result_path.write_text(json.dumps({
-            "error": f"{type(exc).__name__}: {text.splitlines()[0][:500] if text else ''}",
-            "stage": getattr(exc, "stage", "setup"),
-            "traceback": traceback.format_exc()[-4000:],
-        }))
+        result_path.write_text(json.dumps(failure_result(exc)))
         return 2
     finally:
         if scratch:
@@ -323,14 +285,16 @@ def run_job(job_file: str) -> int:
 def serve() -> None:
     """Serve jobs until stdin closes: one job-file path per line in, one exit code per line out.
 
-    Replies go to the original stdout; everything else printed (litert-torch's progress lines, native
-    logs) is sent to stderr, so it never mixes into the replies. The converters are imported once, up front.
+    Replies go to the original stdout; everything else printed (converters' progress lines, native logs) is
+    sent to stderr, so it never mixes into the replies. The torch route's converters are imported once, up front
+    (onnx2tf, when a job needs it, on first use).
     """
     import os
 
     reply = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    _torchvision_placeholder()
+    load_siblings()
+    sys.modules["route_torch"].torchvision_placeholder()
     import ai_edge_quantizer  # noqa: F401
     import litert_torch  # noqa: F401
     import onnx2torch  # noqa: F401

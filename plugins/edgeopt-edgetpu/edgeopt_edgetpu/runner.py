@@ -6,7 +6,10 @@ where that is what the platform has (older ARM boards). The model is built for t
 stacks the outputs, so its latency is the time for the whole batch on one interpreter.
 
 Feeds and outputs are the graph's: float inputs of a full-integer model are quantized with the input's
-scale and zero point, integer outputs dequantized with theirs, so callers never see int8.
+scale and zero point, integer outputs dequantized with theirs, so callers never see int8; integer graph
+outputs LiteRT narrowed (int64 → int32) are widened back. ``io.json``'s ``signature`` (written at compile
+time) gives the signature keys in graph order and, for a route that left an output channels-last, the
+permutation back to the graph's layout.
 
 With ``edgetpu=True`` and a Coral attached, the Edge TPU delegate (``libedgetpu.so.1``) is loaded and the
 compiler's ``model_edgetpu.tflite`` is run; otherwise the plain int8 model runs on the host CPU.
@@ -101,9 +104,13 @@ class LiteRtRunner:
         keys = next(iter(signature.values())) if signature else None
         details = {d["index"]: d for d in self._interpreter.get_input_details()}
         out_details = {d["index"]: d for d in self._interpreter.get_output_details()}
+        recorded = io.get("signature") or {}
+        self._perms: list = list(recorded.get("output_perms") or [None] * len(self.outputs))
         if keys is not None:
-            ins = [details[keys["inputs"][k]] for k in _ordered(keys["inputs"])]
-            outs = [out_details[keys["outputs"][k]] for k in _ordered(keys["outputs"])]
+            in_keys = recorded.get("inputs") or _ordered(keys["inputs"])
+            out_keys = recorded.get("outputs") or _ordered(keys["outputs"])
+            ins = [details[keys["inputs"][k]] for k in in_keys]
+            outs = [out_details[keys["outputs"][k]] for k in out_keys]
         else:
             ins, outs = list(details.values()), list(out_details.values())
         if len(ins) != len(self.inputs) or len(outs) != len(self.outputs):
@@ -140,8 +147,13 @@ class LiteRtRunner:
                 chunk = np.ascontiguousarray(feeds[spec["name"]][r * step : (r + 1) * step])
                 interpreter.set_tensor(detail["index"], _quantize(chunk, detail))
             interpreter.invoke()
-            for i, detail in enumerate(self._out):
-                parts[i].append(_dequantize(interpreter.get_tensor(detail["index"]), detail))
+            for i, (spec, detail) in enumerate(zip(self.outputs, self._out, strict=True)):
+                value = _dequantize(interpreter.get_tensor(detail["index"]), detail)
+                if self._perms[i]:
+                    value = np.ascontiguousarray(np.transpose(value, self._perms[i]))
+                if value.dtype.kind in "iub" and value.dtype != np.dtype(spec["dtype"]):
+                    value = value.astype(spec["dtype"])  # LiteRT keeps int64 graph outputs as int32
+                parts[i].append(value)
         return [p[0] if len(p) == 1 else np.concatenate(p, axis=0) for p in parts]
 
     def close(self) -> None:

@@ -123,8 +123,8 @@ def read_tflite(path: Path) -> TfliteGraph:
         raw = _buffer_bytes(model.buffers[t.buffer], data) if 0 < t.buffer < len(model.buffers) else None
         constant = raw is not None and len(raw) > 0
         value = None
-        if constant and dtype in ("int32", "int64") and len(raw) <= 4096:
-            value = np.frombuffer(raw, dtype=dtype).reshape(shape or (-1,))
+        if constant and dtype in ("int32", "int64") and len(raw) == math.prod(shape) * np.dtype(dtype).itemsize:
+            value = np.frombuffer(raw, dtype=dtype).reshape(shape or (-1,))  # small operands only (read whole)
         name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
         tensors.append(TfliteTensor(i, name, dtype, shape, any(d < 0 for d in signature), constant, value))
     ops = []

@@ -16,6 +16,10 @@ Which interpreter converts, first match wins:
    a hash of the requirement lines, the torch/numpy/onnx versions it reuses from here, this environment's
    site-packages path, the Python version and the platform, so a change of any of them builds a new one.
 
+``add_onnx2tf()`` (``edgeopt edgetpu toolchain --create --with-onnx2tf``) adds the second conversion route,
+onnx2tf with TensorFlow (``ONNX2TF``, about +2 GB), to a cached toolchain: TensorFlow lands there only, never in
+the user's environment. Without it the converter tries the torch route alone.
+
 ``create_toolchain()`` builds (3) (``edgeopt edgetpu toolchain --create``): a plain venv whose
 ``.pth`` file appends this environment's site-packages *after* its own, so torch (and onnx, numpy)
 come from here without a second multi-GB download, while the converter's own pins (typing-extensions)
@@ -48,6 +52,17 @@ REQUIREMENTS = (
 NO_DEPS = ("onnx2torch>=1.5.15",)
 """Installed without dependencies: onnx2torch's only extra one is torchvision, needed for two detection ops, and
 PyPI's Linux torchvision is a CUDA build pinned to the newest torch (see ``convert_worker.py``)."""
+ONNX2TF = (
+    "tensorflow>=2.19,<2.22",
+    "tf-keras>=2.19,<2.22",
+    "onnx2tf>=1.28,<1.30",
+    "onnx-graphsurgeon>=0.5",
+    "sng4onnx>=1.0",
+    "psutil>=5",
+)
+"""The onnx2tf route: onnx2tf declares no dependencies; these are what it imports (onnx and onnxruntime come from
+the main environment). onnx2tf 2.x needs Python >= 3.12; 1.28-1.29 run on 3.11."""
+ONNX2TF_MARKER = ".onnx2tf-complete"
 SHARED = ("torch", "numpy", "onnx")
 """Pinned in the toolchain to the versions this environment has, so pip reuses them instead of upgrading."""
 SETUP_HINT = (
@@ -138,6 +153,40 @@ def require_toolchain() -> Toolchain:
     return found
 
 
+def has_onnx2tf(toolchain: Toolchain) -> bool:
+    """Whether ``toolchain`` is a cached one with the onnx2tf route added (other interpreters: the worker checks)."""
+    return toolchain.source == "cache" and (toolchain.python.parent.parent / ONNX2TF_MARKER).is_file()
+
+
+def _pip(python: Path, args: list[str], *, timeout_s: float, extra_pip_args: tuple[str, ...] = ()) -> None:
+    command = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *extra_pip_args, *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)  # noqa: S603
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise TargetError(f"installing the converter toolchain failed (exit {done.returncode}): {tail}",
+                          hint="check access to PyPI, then run `edgeopt edgetpu toolchain --create` again")
+
+
+def add_onnx2tf(toolchain: Toolchain, *, timeout_s: float = 1800.0, extra_pip_args: tuple[str, ...] = ()) -> float:
+    """Install ``ONNX2TF`` into a cached toolchain (constrained to its torch/numpy/onnx pins); return the seconds
+    it took (0 when already there). ``TargetError`` for a toolchain edgeopt did not create."""
+    if toolchain.source != "cache":
+        raise TargetError(f"the converter toolchain {toolchain.python} was not created by edgeopt ({toolchain.source})",
+                          hint="install the onnx2tf route there yourself: pip install 'edgeopt-edgetpu[onnx2tf]'")
+    root = toolchain.python.parent.parent
+    if (root / ONNX2TF_MARKER).is_file():
+        return 0.0
+    started = time.perf_counter()
+    try:
+        _pip(toolchain.python, ["-c", str(root / "constraints.txt"), *ONNX2TF], timeout_s=timeout_s,
+             extra_pip_args=extra_pip_args)
+    except subprocess.TimeoutExpired as exc:
+        raise TargetError(f"installing onnx2tf and TensorFlow took over {timeout_s:g} s; stopped",
+                          hint="retry on a faster connection") from exc
+    (root / ONNX2TF_MARKER).write_text("\n".join(ONNX2TF) + "\n")
+    return time.perf_counter() - started
+
+
 def create_toolchain(*, timeout_s: float = 1800.0, extra_pip_args: tuple[str, ...] = ()) -> tuple[Toolchain, float]:
     """Build the cached toolchain (venv + pip install ``REQUIREMENTS``); return it and the seconds it took.
 
@@ -163,13 +212,8 @@ def create_toolchain(*, timeout_s: float = 1800.0, extra_pip_args: tuple[str, ..
         (Path(own) / "edgeopt-main-env.pth").write_text("".join(f"{p}\n" for p in here))
         constraints = root / "constraints.txt"
         constraints.write_text("".join(f"{pin}\n" for pin in _pins()))
-        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *extra_pip_args]
-        for command in ([*pip, "-c", str(constraints), *REQUIREMENTS], [*pip, "--no-deps", *NO_DEPS]):
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
-            if done.returncode != 0:
-                tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-                raise TargetError(f"installing the converter toolchain failed (exit {done.returncode}): {tail}",
-                                  hint="check access to PyPI, then run `edgeopt edgetpu toolchain --create` again")
+        _pip(python, ["-c", str(constraints), *REQUIREMENTS], timeout_s=timeout_s, extra_pip_args=extra_pip_args)
+        _pip(python, ["--no-deps", *NO_DEPS], timeout_s=timeout_s, extra_pip_args=extra_pip_args)
         (root / ".complete").write_text("\n".join([*REQUIREMENTS, *NO_DEPS]) + "\n")
     except subprocess.TimeoutExpired as exc:
         shutil.rmtree(root, ignore_errors=True)
