@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edgeopt.errors import AccuracyBudgetExceeded, CompileError, EdgeoptError
+from edgeopt.errors import AccuracyBudgetExceeded, CompileError, ConversionError, EdgeoptError
 from edgeopt.harness import measure_interleaved
 from edgeopt.metrics import check_outputs, evaluate, metric_unit, run_outputs
 from edgeopt.plugins import PluginManager
@@ -72,6 +72,8 @@ class Candidate:
     """Compiled files and evaluation outputs came from the search cache (timing is always fresh)."""
     seconds: float = 0.0
     """Wall time spent compiling and evaluating (or loading from the cache)."""
+    error: EdgeoptError | None = field(default=None, compare=False, repr=False)
+    """The error a ``failed`` candidate's build or run raised (its ``reason`` is the message)."""
 
     @property
     def label(self) -> str:
@@ -190,7 +192,8 @@ def evaluate_plan(
     except EdgeoptError as exc:
         if runner is not None:
             runner.close()
-        return Candidate(plan, "failed", exc.message, origin=origin, seconds=time.monotonic() - began), None
+        return Candidate(plan, "failed", exc.message, origin=origin, seconds=time.monotonic() - began,
+                         error=exc), None
     common = {"origin": origin, "cached": hit is not None}
     digest = _files_digest(compiled)
     if digest in ctx.seen:
@@ -330,6 +333,8 @@ def select(candidates: Sequence[Candidate], *, precision: str, force_precision: 
     wanted = [c for c in accepted if precision == "auto" or c.plan.precision == precision]
     if not wanted:
         tried = [c for c in candidates if precision == "auto" or c.plan.precision == precision]
+        if tried and all(c.status == "failed" and isinstance(c.error, ConversionError) for c in tried):
+            raise tried[0].error  # type: ignore[misc] - nothing was measured: not an accuracy-budget error
         raise AccuracyBudgetExceeded(
             f"no {precision} candidate stays within --max-drop {max_drop:g}: {_closest(tried)}"
         )
