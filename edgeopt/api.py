@@ -306,17 +306,20 @@ def profile(
     slo_ms: float | None = None,
     plugin_manager: PluginManager | None = None,
 ) -> dict:
-    """Re-profile an artifact on this machine with synthetic inputs of the recorded shapes. A streaming model
+    """Re-profile an artifact on this machine with synthetic inputs of the recorded shapes: the input signature
+    (names, dtypes, shapes, integer bounds) comes from the manifest, so any target's model file works (OpenVINO
+    IR, TFLite, ...). A streaming model
     (the manifest's ``stream``) is timed per call at batch 1 with zero states and its recorded constant inputs;
     other batches are reported as not batchable."""
     from edgeopt.data import synthetic_dataset
+    from edgeopt.manifest import recorded_index_limits
     from edgeopt.types import Graph
 
     path, manifest, runner, target, device, pm, compiled = _open(path, plugin_manager, 1)
     runner.close()
     specs = tuple(TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in manifest["graph"]["inputs"])
     graph = Graph(
-        path=path / manifest["model_file"],
+        path=None,  # type: ignore[arg-type] - the signature comes from the manifest, never from the model file
         fingerprint="",
         source_fingerprint="",
         source_format="artifact",
@@ -325,7 +328,8 @@ def profile(
         outputs=tuple(TensorSpec(o["name"], o["dtype"], tuple(o["shape"])) for o in manifest["graph"]["outputs"]),
     )
     stream = manifest.get("stream") or {}
-    data: Dataset = synthetic_dataset(graph, samples=max(max(batch), 8), seed=2, state=manifest_state(manifest))
+    data: Dataset = synthetic_dataset(graph, samples=max(max(batch), 8), seed=2, state=manifest_state(manifest),
+                                      limits=recorded_index_limits(path, manifest))
     constants = {k: v for k, v in (stream.get("constant_inputs") or {}).items() if k in data.arrays}
     if constants:
         arrays = {k: np.full_like(v, constants[k]) if k in constants else v for k, v in data.arrays.items()}

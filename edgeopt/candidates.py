@@ -157,10 +157,13 @@ def judge(ctx: CandidateContext, outputs: Sequence[np.ndarray]) -> tuple[str, st
     if problem:
         return "refused", problem, metrics
     if metrics is not None and metrics.drop is not None and metrics.drop > ctx.max_drop:
-        unit = metric_unit(metrics.metric)
-        reason = f"{metrics.metric} drop {metrics.drop:.3g} {unit} exceeds the budget {ctx.max_drop:g}"
-        return "refused", reason, metrics
+        return "refused", budget_reason(metrics, ctx.max_drop), metrics
     return "accepted", "", metrics
+
+
+def budget_reason(metrics: Metrics, max_drop: float) -> str:
+    """Why a candidate whose outputs pass every check is refused: its drop is over ``max_drop``."""
+    return f"{metrics.metric} drop {metrics.drop:.3g} {metric_unit(metrics.metric)} exceeds the budget {max_drop:g}"
 
 
 def evaluate_plan(
@@ -313,18 +316,59 @@ class Selection:
     warnings: tuple[str, ...]
 
 
-def _closest(tried: Sequence[Candidate]) -> str:
-    judged = [c for c in tried if c.metrics is not None and c.metrics.drop is not None]
-    if judged:
-        best = min(judged, key=lambda c: c.drop)
-        unit = metric_unit(best.metrics.metric)  # type: ignore[union-attr]
-        kept = f" ({len(best.plan.keep_fp32)} node(s) kept in fp32)" if best.plan.keep_fp32 else ""
-        return (
-            f"the best configuration found was {best.label}{kept} with {best.metrics.metric} drop "  # type: ignore[union-attr]
-            f"{best.metrics.drop:.3g} {unit}"  # type: ignore[union-attr]
-        )
-    reasons = "; ".join(f"{c.label}: {c.reason}" for c in tried if c.reason)
-    return reasons or "no candidate could be built"
+SHOWN = 3
+"""Candidates named per kind of refusal in an E600 message."""
+
+
+def _names(group: Sequence[Candidate], why: Callable[[Candidate], str]) -> str:
+    shown = "; ".join(f"{c.label} ({why(c)})" for c in group[:SHOWN])
+    return shown + (f"; and {len(group) - SHOWN} more" if len(group) > SHOWN else "")
+
+
+def _kept(c: Candidate) -> str:
+    return f", {len(c.plan.keep_fp32)} node(s) kept in fp32" if c.plan.keep_fp32 else ""
+
+
+def refusal(tried: Sequence[Candidate], *, precision: str, max_drop: float) -> AccuracyBudgetExceeded:
+    """The E600 error when no candidate of ``tried`` was accepted: each closest candidate with its actual
+    reason, grouped by kind (over the budget, refused for its outputs, failed to build, skipped), and a hint
+    that fits the reasons found (raising --max-drop only helps candidates refused for their drop)."""
+    over = sorted((c for c in tried if c.status == "refused" and c.metrics is not None
+                   and c.reason == budget_reason(c.metrics, max_drop)), key=lambda c: c.drop)
+    broken = [c for c in tried if c.status == "refused" and c not in over]
+    failed = [c for c in tried if c.status == "failed"]
+    skipped = [c for c in tried if c.status == "skipped"]
+    parts = []
+    if over:
+        parts.append("closest over the budget: " + _names(
+            over, lambda c: f"{c.metrics.metric} drop {c.metrics.drop:.3g} "  # type: ignore[union-attr]
+            f"{metric_unit(c.metrics.metric)}{_kept(c)}"))  # type: ignore[union-attr]
+    if broken:
+        parts.append("refused for their outputs: " + _names(broken, lambda c: c.reason))
+    if failed:
+        parts.append("failed to build: " + _names(failed, lambda c: c.reason))
+    if skipped:
+        parts.append(f"{len(skipped)} skipped (search budget --budget-s spent)")
+    if over:
+        best = over[0].drop
+        hint = (f"the closest needs --max-drop {best:.3g}: raise --max-drop, give real --calib data, or choose "
+                "--precision fp32")
+    elif broken:
+        hint = ("the reduced-precision outputs broke (collapsed, vanished or went non-finite), which a larger "
+                "--max-drop cannot fix: give representative --calib data (synthetic inputs often collapse int8), "
+                "or choose another --precision or --target")
+    elif failed:
+        hint = ("no candidate could be built: see each reason; try another --precision or --target "
+                "(EDGEOPT_DEBUG=1 shows the details)")
+    elif skipped:
+        hint = "the search budget ran out before any candidate was judged: raise --budget-s or leave it unset"
+    else:
+        hint = "the target offered no candidate of this precision: run `edgeopt targets` for what it offers"
+    return AccuracyBudgetExceeded(
+        f"no {precision} candidate stays within --max-drop {max_drop:g}: "
+        + ("; ".join(parts) if parts else "no candidate was tried"),
+        hint=hint,
+    )
 
 
 def select(candidates: Sequence[Candidate], *, precision: str, force_precision: bool, max_drop: float) -> Selection:
@@ -335,9 +379,7 @@ def select(candidates: Sequence[Candidate], *, precision: str, force_precision: 
         tried = [c for c in candidates if precision == "auto" or c.plan.precision == precision]
         if tried and all(c.status == "failed" and isinstance(c.error, ConversionError) for c in tried):
             raise tried[0].error  # type: ignore[misc] - nothing was measured: not an accuracy-budget error
-        raise AccuracyBudgetExceeded(
-            f"no {precision} candidate stays within --max-drop {max_drop:g}: {_closest(tried)}"
-        )
+        raise refusal(tried, precision=precision, max_drop=max_drop)
     best = min(wanted, key=lambda c: c.latency.p50)  # type: ignore[union-attr]
     warnings: list[str] = []
     fp32 = next((c for c in accepted if c.plan.precision == "fp32"), None)

@@ -92,6 +92,8 @@ class TargetResult:
     runtime: str = ""
     settings_tried: tuple[dict, ...] = ()
     candidates: tuple[dict, ...] = ()
+    hint: str = ""
+    """What to do about a ``refused`` or ``failed`` target (the hint of its error)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -329,7 +331,7 @@ def _run(
         try:
             searches[info.name] = search_target(request, prepared, info, device, pm=pm, events=events)
         except EdgeoptError as exc:
-            rows.append(TargetResult(info.name, "failed", exc.message))
+            rows.append(TargetResult(info.name, "failed", exc.message, hint=exc.hint))
     entries: dict[str, _Entry] = {}
     try:  # each target's candidates against each other only, the other runtimes' sessions already closed
         for found in searches.values():
@@ -343,7 +345,7 @@ def _run(
             selection = select(found.candidates, precision=request.precision,
                                force_precision=request.force_precision, max_drop=request.max_drop)
         except AccuracyBudgetExceeded as exc:
-            rows.append(TargetResult(name, "refused", exc.message,
+            rows.append(TargetResult(name, "refused", exc.message, hint=exc.hint,
                                      candidates=tuple(c.summary() for c in found.candidates)))
             continue
         warnings.extend(f"{name}: {w}" for w in selection.warnings)
@@ -386,6 +388,21 @@ def run_compare(request: DeployRequest, *, pm: PluginManager | None = None, even
     return comparison
 
 
+def no_winner(comparison: Comparison, request: DeployRequest) -> AccuracyBudgetExceeded:
+    """E600 for ``--target auto`` when no target has an accepted candidate: each target's own reasons (see
+    ``candidates.refusal``) and the hints that fit them, grouped by target."""
+    prefix = f"no {request.precision} candidate stays within --max-drop {request.max_drop:g}: "
+    reasons = "; ".join(f"{r.target}: {r.reason.removeprefix(prefix)}" for r in comparison.results)
+    by_hint: dict[str, list[str]] = {}
+    for r in comparison.results:
+        if r.hint and r.status in ("refused", "failed"):
+            by_hint.setdefault(r.hint, []).append(r.target)
+    hint = " | ".join(f"{', '.join(targets)}: {h}" for h, targets in by_hint.items()) if len(by_hint) > 1 else (
+        next(iter(by_hint), "give representative --calib data, or name other --targets (see `edgeopt targets`)"))
+    return AccuracyBudgetExceeded(f"no target has a candidate within --max-drop {request.max_drop:g}: {reasons}",
+                                  hint=hint)
+
+
 def deploy_auto(request: DeployRequest, *, pm: PluginManager, events: Events) -> Deployment:
     """``--target auto``: the comparison's winner deployed with its parallelism setting; the manifest's
     ``selection`` records every alternative measured and why the winner won."""
@@ -394,9 +411,7 @@ def deploy_auto(request: DeployRequest, *, pm: PluginManager, events: Events) ->
     with tempfile.TemporaryDirectory(prefix="edgeopt-") as tmp:
         comparison, entries, prepared, request = _run(request, pm, events, Path(tmp))
         if comparison.winner is None:
-            reasons = "; ".join(f"{r.target}: {r.reason}" for r in comparison.results)
-            raise AccuracyBudgetExceeded(f"no target has a candidate within --max-drop {request.max_drop:g}: "
-                                         f"{reasons}", hint="raise --max-drop or give calibration data (--calib)")
+            raise no_winner(comparison, request)
         entry = entries[comparison.winner]
         setting = entry.setting
         assert setting is not None

@@ -10,6 +10,8 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
+from edgeopt.extras import plots_note
+
 HEADERS = ("target", "plan", "precision", "threads x batch", "p50 (± sd)", "p90", "samples/s", "size", "metric",
            "drop", "energy/inference", "status")
 
@@ -80,7 +82,11 @@ def latency_figure(comparison: Mapping[str, Any]) -> Any | None:
 
 
 def figure_svg(comparison: Mapping[str, Any]) -> str:
-    """The latency figure as inline SVG, or a note when nothing was timed."""
+    """The latency figure as inline SVG, or a note when nothing was timed or matplotlib is not installed (the
+    tables say everything the plot does; ``edgeopt.extras.plots_note``)."""
+    note = plots_note()
+    if note is not None:
+        return f'<p class="note">{html.escape(note)}</p>'
     import matplotlib
 
     fig = latency_figure(comparison)

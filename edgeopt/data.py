@@ -76,7 +76,8 @@ def load_dataset(
 
 
 def synthetic_dataset(
-    graph: Graph, *, samples: int = DEFAULT_SYNTHETIC_SAMPLES, seed: int = 0, state: StateSpec = None
+    graph: Graph, *, samples: int = DEFAULT_SYNTHETIC_SAMPLES, seed: int = 0, state: StateSpec = None,
+    limits: Mapping[str, int] | None = None,
 ) -> Dataset:
     """Random inputs shaped ``(samples, *dims[1:])`` per graph input (dynamic dims become 1); an input fed
     whole (``edgeopt.stream.fed_whole_inputs``) is shaped ``(samples, *dims)``.
@@ -85,7 +86,8 @@ def synthetic_dataset(
     a constant table: ``edgeopt.index_inputs``), booleans fair coin flips; state inputs (``state``, see
     ``StateSpec``) zeros, so the stream starts from a fresh state; a one-element input the graph compares
     with a constant (a sample rate checked against 16000) that constant (``edgeopt.stream.compared_constants``).
-    ``synthetic=True``.
+    ``limits``: the table sizes that bound integer inputs, as recorded (an artifact's manifest); None reads
+    them from ``graph.path`` when it is an ONNX file. ``synthetic=True``.
     """
     from edgeopt.index_inputs import index_limits
 
@@ -95,7 +97,8 @@ def synthetic_dataset(
     whole = fed_whole_inputs(graph, pairs)
     rng = np.random.default_rng(seed)
     readable = graph.path is not None and Path(graph.path).suffix == ".onnx" and Path(graph.path).exists()
-    limits = index_limits(graph.path) if readable else {}
+    if limits is None:
+        limits = index_limits(graph.path) if readable else {}
     constants = compared_constants(graph.path) if readable else {}
     arrays: dict[str, np.ndarray] = {}
     for spec in graph.inputs:

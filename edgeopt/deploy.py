@@ -196,6 +196,9 @@ def _data(request: DeployRequest, graph: Graph, events: Events) -> tuple[Dataset
 
 
 def _check_request(request: DeployRequest) -> None:
+    from edgeopt.extras import check_request
+
+    check_request(request.source, weights=request.weights, compression=request.compression)  # before any work
     metric = request.metric
     if isinstance(metric, str) and metric not in METRICS and metric not in FIDELITY_METRICS:
         raise DataError(

@@ -23,6 +23,13 @@ class EdgeoptError(Exception):
         return self.message
 
 
+class CommandLineError(EdgeoptError):
+    """The command line cannot be parsed: an unknown option, a missing argument, a value of the wrong type."""
+
+    code = "E010"
+    default_hint = "run `edgeopt COMMAND --help` for the options"
+
+
 class ModelError(EdgeoptError):
     """The model file or object cannot be read, checked or converted."""
 
@@ -135,3 +142,10 @@ class RegistryError(EdgeoptError):
 
     code = "E800"
     default_hint = "run `edgeopt models` to list registered deployments"
+
+
+class MissingExtraError(EdgeoptError):
+    """A feature the user asked for needs an optional package that is not installed (an edgeopt extra)."""
+
+    code = "E900"
+    default_hint = "install the extra the message names, e.g. pip install 'edgeopt[torch]'"

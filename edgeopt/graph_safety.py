@@ -25,6 +25,7 @@ from onnx import TensorProto, numpy_helper
 
 from edgeopt.errors import ModelError, ResourceLimitError, UnsafeModelError, UnsupportedModelError
 from edgeopt.graph_inspect import infer_types, iter_nodes, nbytes, tensor_nbytes
+from edgeopt.graph_text import check_text
 from edgeopt.types import ImportOptions
 
 MAX_TENSOR_BYTES_ENV = "EDGEOPT_MAX_TENSOR_BYTES"
@@ -246,8 +247,10 @@ def _check_sizes(model: onnx.ModelProto, options: ImportOptions) -> None:
 
 
 def check_untrusted(model: onnx.ModelProto, *, options: ImportOptions) -> None:
-    """Refuse custom op domains (UnsupportedModelError) and oversized tensors (ResourceLimitError)."""
+    """Refuse names and strings that are not valid UTF-8 (ModelError, ``edgeopt.graph_text``), custom op
+    domains (UnsupportedModelError) and oversized tensors (ResourceLimitError)."""
     options = with_env_limits(options)
+    check_text(model)
     _check_domains(model, options)
     _check_sizes(model, options)
 
@@ -333,12 +336,16 @@ def check_fold_sizes(model: onnx.ModelProto, *, options: ImportOptions) -> None:
 
     Follows which tensors are computable from constants alone (initializers, Constant nodes, Shape
     of a static tensor) and checks their inferred sizes, without computing any of them; then every
-    other main-graph tensor whose inferred shape is static (an ``Expand`` of the input to a huge
-    constant shape allocates when the model first runs).
+    graph input and every other main-graph tensor whose inferred shape is static (an ``Expand`` of the
+    input to a huge constant shape allocates when the model first runs; a huge input, when it is fed).
     """
     options = with_env_limits(options)
     types = infer_types(model)
     constant = {t.name for t in model.graph.initializer}
+    for value in model.graph.input:  # an input this size is allocated by whoever feeds it (synthetic data too)
+        elem, dims = types.get(value.name, (0, None))
+        if dims is not None and all(isinstance(d, int) for d in dims):
+            _refuse_size(f"input {value.name!r}", nbytes(elem, math.prod(dims)), list(dims), options)
 
     def static(name: str) -> bool:
         dims = types.get(name, (0, None))[1]

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeopt import __version__
 from edgeopt.artifact import MANIFEST_SCHEMA_VERSION
+from edgeopt.index_inputs import index_limits
 from edgeopt.layouts import read_layouts
 from edgeopt.metrics import metric_unit
 from edgeopt.types import Dataset, DeviceProfile, Graph, PassSpec, TargetInfo, TensorSpec
@@ -60,6 +61,21 @@ def input_dicts(graph: Graph) -> list[dict]:
     """The graph's inputs, each with the ``layout`` (``NHWC``, ``NCHW``...) its importer recorded, if any."""
     layouts = read_layouts(graph.path)
     return [tensor_dict(s) | ({"layout": layouts[s.name]} if s.name in layouts else {}) for s in graph.inputs]
+
+
+def recorded_index_limits(artifact: Path, manifest: Mapping[str, Any]) -> dict[str, int]:
+    """The bounds of integer inputs that index a table (``edgeopt.index_inputs``) as the deploy recorded them in
+    ``graph.index_limits``. An artifact written before they were recorded: read from its model file when that
+    is ONNX, else none (synthetic integers then stay in [0, 10))."""
+    recorded = (manifest.get("graph") or {}).get("index_limits")
+    if isinstance(recorded, Mapping):
+        return {str(k): int(v) for k, v in recorded.items()}
+    model = Path(artifact) / str(manifest.get("model_file", ""))
+    if model.suffix == ".onnx" and model.is_file():
+        from edgeopt.index_inputs import index_limits
+
+        return index_limits(model)
+    return {}
 
 
 def pass_dict(spec: PassSpec) -> dict:
@@ -159,6 +175,7 @@ def build_manifest(
             "fingerprint": graph.fingerprint,
             "opset": graph.opset,
             "inputs": input_dicts(graph),
+            "index_limits": index_limits(graph.path),
             "outputs": [tensor_dict(s) for s in graph.outputs],
             "notes": list(graph.notes),
             "params": summary.params,

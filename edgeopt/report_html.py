@@ -1,8 +1,9 @@
 """``report.html``: the deploy's candidates as a latency-vs-metric Pareto plot, per-layer sensitivity, a table.
 
 A pure function of the manifest. Plots are drawn with matplotlib's Agg backend and inlined as SVG, so the
-file opens offline with nothing beside it; without matplotlib the page keeps its tables and says why the
-plots are missing.
+file opens offline with nothing beside it; without matplotlib (the ``report`` extra) the page keeps its
+tables and says that plots need ``edgeopt[report]`` (``edgeopt.extras.plots_note``): a deploy never fails for
+want of a plot.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from edgeopt.extras import install_hint, plots_note
 
 HTML_NAME = "report.html"
 _STATUS_COLOR = {"accepted": "#2ca02c", "baseline": "#1f77b4", "refused": "#d62728"}
@@ -172,10 +175,15 @@ def sensitivity_figure(manifest: Mapping[str, Any], *, top: int = 20) -> Any | N
 
 
 def _plot(factory: Any, manifest: Mapping[str, Any], missing: str) -> str:
+    """The figure ``factory`` draws as inline SVG; without matplotlib, a note saying plots need edgeopt[report]."""
+    note = plots_note()
+    if note is not None:
+        return f'<p class="note">{_e(note)}</p>'
     try:
         fig = factory(manifest)
-    except ImportError:
-        return '<p class="note">Plot not drawn: matplotlib is not installed (pip install "edgeopt[report]").</p>'
+    except ImportError as exc:  # installed but broken
+        why = f"Plot not drawn: matplotlib cannot be imported ({exc}); reinstall it: {install_hint('report')}."
+        return f'<p class="note">{_e(why)}</p>'
     if fig is None:
         return f'<p class="note">{_e(missing)}</p>'
     return f'<div class="plot">{_svg(fig)}</div>'

@@ -120,8 +120,9 @@ def test_budget_exceeded_names_the_best_configuration(outlier, tmp_path) -> None
     with pytest.raises(AccuracyBudgetExceeded) as info:
         _deploy(outlier, tmp_path, precision="int8", metric="fidelity:cosine", max_drop=0.0)
     message = str(info.value)
-    assert "best configuration found was" in message and "fp32 {fc2}" in message
+    assert "closest over the budget: " in message and "fp32 {fc2}" in message
     assert "node(s) kept in fp32" in message and "points" in message
+    assert info.value.hint.startswith("the closest needs --max-drop ") and "raise --max-drop" in info.value.hint
     assert not (tmp_path / "a.edgeopt").exists()
 
 

@@ -11,6 +11,7 @@ from edgeopt.cli import (
     artifact_commands,
     compare_command,
     deploy_command,
+    failures,
     info_commands,
     monitor_command,
     plugin_commands,
@@ -43,17 +44,28 @@ def _add_plugin_commands() -> None:
 
 
 def main() -> None:
-    """Console entry point: EdgeoptError → ``error[CODE]: message`` + hint on stderr, exit 1."""
+    """Console entry point: EdgeoptError → ``error[CODE]: message`` + hint on stderr, exit 1; under ``--json``
+    also one ``{"error": {"code", "message", "hint"}}`` object on stdout (``edgeopt.cli.failures``)."""
+    as_json = failures.wants_json(sys.argv[1:])
     try:
         _add_plugin_commands()
-        app()
+        status = app(standalone_mode=False)  # usage errors reach us, so --json can report them as JSON too
     except EdgeoptError as exc:
         if os.environ.get("EDGEOPT_DEBUG"):
             raise
-        sys.stderr.write(f"error[{exc.code}]: {exc.message}\n")
-        if exc.hint:
-            sys.stderr.write(f"  hint: {exc.hint}\n")
+        raise SystemExit(failures.edgeopt_failure(exc, as_json=as_json)) from None
+    except typer.TyperException as exc:  # Click's usage errors (Typer vendors Click)
+        if not hasattr(exc, "format_message"):
+            raise
+        raise SystemExit(failures.usage_failure(exc, as_json=as_json)) from None
+    except typer.Abort:
+        sys.stderr.write("Aborted!\n")
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         sys.stderr.write("interrupted; nothing was written\n")
         raise SystemExit(130) from None
+    except Exception as exc:
+        failures.internal_failure(exc, as_json=as_json)
+        raise
+    if isinstance(status, int) and status:  # typer.Exit(N) from a command
+        raise SystemExit(status)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from edgeopt.compress.spec import PruneSpec
 from edgeopt.errors import ModelError
+from edgeopt.extras import import_optional
 
 if TYPE_CHECKING:
     import torch
@@ -64,8 +65,7 @@ def prune_structured(
     """Remove ``ratio`` of the output channels of every prunable layer in place (L2 group magnitude, one
     ratio per layer), keeping the classifier's outputs; return notes. Raises ``ModelError`` when
     torch-pruning cannot trace the model."""
-    import torch_pruning as tp
-
+    tp = import_optional("torch_pruning", extra="compress", feature=f"--prune structured:{ratio:g}")
     ignored = [m for m in (output_layer(model),) if m is not None]
     try:
         pruner = tp.pruner.BasePruner(

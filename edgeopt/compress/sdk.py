@@ -16,6 +16,7 @@ from edgeopt.compress.pipeline import CompressionResult, compress_module
 from edgeopt.compress.spec import CompressionSpec, TrainConfig, parse_prune
 from edgeopt.compress.target_timing import STAGE_PATHS
 from edgeopt.errors import InputSpecError, ModelError
+from edgeopt.extras import check_request
 from edgeopt.graph_inspect import real_inputs, tensor_spec
 from edgeopt.types import Graph, ImportOptions
 
@@ -77,7 +78,9 @@ def run_compression(
     latency_budget_s: float = 3.0,
 ) -> CompressionResult:
     """Resolve a torch ``source`` (module, ``TorchSource`` or ``package.module:factory`` + ``options.weights``),
-    load the data and run ``compress_module``. Non-torch sources go to ``refuse_onnx``."""
+    load the data and run ``compress_module``. Non-torch sources go to ``refuse_onnx``. A missing extra
+    (torch, torch-pruning) is a ``MissingExtraError`` before anything runs."""
+    check_request(source, weights=options.weights, compression=spec)
     resolved = _resolve_module(source, options)
     if resolved is None:
         refuse_onnx(spec, source)

@@ -16,7 +16,6 @@ the torch backend here, else saved to a ``.keras`` file and exported in the chil
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import InputSpecError, ModelError, ResourceLimitError, UnsafeModelError
+from edgeopt.extras import require
 from edgeopt.graph import load_onnx, normalize, sha256_file
 from edgeopt.graph_safety import with_env_limits
 from edgeopt.isolation import default_timeout_s, run_isolated
@@ -222,8 +222,7 @@ def _keras() -> Any:
     """Keras on the torch backend (set here, before the import); ModelError when that cannot be had."""
     if "keras" not in sys.modules:
         os.environ["KERAS_BACKEND"] = "torch"
-    if importlib.util.find_spec("keras") is None:
-        raise ModelError("importing a Keras model needs Keras 3, which is not installed", hint=_INSTALL_HINT)
+    require("keras", feature="importing a Keras model")
     import keras
 
     if int(keras.__version__.split(".", 1)[0]) < 3:
@@ -337,8 +336,7 @@ def _import_custom(module: str, source: str) -> None:
 
 
 def _export_file(archive: KerasArchive, options: ImportOptions, out: Path, *, trusted: bool) -> KerasExported:
-    if importlib.util.find_spec("keras") is None:
-        raise ModelError("importing a .keras model needs Keras 3, which is not installed", hint=_INSTALL_HINT)
+    require("keras", feature=f"importing the Keras model {archive.path}")
     job = KerasExport(
         source=str(archive.path),
         out=str(out),

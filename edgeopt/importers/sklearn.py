@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import ModelError, UnsafeModelError, UnsupportedModelError
+from edgeopt.extras import import_optional, require
 from edgeopt.graph import normalize, sha256_bytes, sha256_file
 from edgeopt.plugins import hookimpl
 from edgeopt.types import Graph, ImportOptions
@@ -46,8 +47,7 @@ def _load_pickle(path: Path, options: ImportOptions) -> Any:
             f"{path} is a pickle; loading it runs code from the file",
             hint="use --trust-pickle only if you trust where the file came from",
         )
-    import joblib
-
+    joblib = import_optional("joblib", extra="sklearn", feature=f"importing the scikit-learn model {path}")
     try:
         estimator = joblib.load(path)
     except Exception as exc:  # unpickling raises anything the pickled code raises
@@ -72,6 +72,7 @@ def _n_features(estimator: Any, options: ImportOptions) -> int:
 
 def to_onnx_model(estimator: Any, options: ImportOptions) -> Any:
     """Convert a fitted estimator with skl2onnx (float32 input ``[None, n_features]``, no ZipMap)."""
+    require("sklearn", feature=f"converting the scikit-learn {type(estimator).__name__}")
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.base import is_classifier

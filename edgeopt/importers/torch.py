@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import onnx
 
 from edgeopt.errors import InputSpecError, ModelError, UnsafeModelError
+from edgeopt.extras import import_optional, require
 from edgeopt.graph import load_onnx, normalize, sha256_file
 from edgeopt.plugins import hookimpl
 from edgeopt.types import Graph, ImportOptions
@@ -113,7 +114,7 @@ def _read_weights(path: Path, options: ImportOptions) -> Any:
     if not path.is_file():
         raise ModelError(f"file {path} not found", hint="check the path (and the current directory)")
     if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
+        load_file = import_optional("safetensors.torch", extra="torch", feature=f"reading {path}").load_file
 
         try:
             return load_file(str(path), device="cpu")
@@ -285,8 +286,10 @@ def _resolve(source: object, options: ImportOptions) -> TorchSource | None:
     if isinstance(source, TorchSource):
         return source
     if is_factory_spec(source):
+        require("torch", feature=f"importing the torch model {source}")
         module = _from_factory(str(source))
     elif isinstance(source, str | os.PathLike) and os.fspath(source).lower().endswith(_PICKLE_SUFFIXES):
+        require("torch", feature=f"importing the torch model {os.fspath(source)}")
         module = _from_pickle(Path(os.fspath(source)), options)  # type: ignore[call-overload]
     elif _is_module(source):
         module = source  # type: ignore[assignment]

@@ -13,6 +13,8 @@ from collections.abc import Callable
 import onnx
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
+from tests.security.fuzz_mutators_names import ATTRIBUTES, INVALID_UTF8, NAMES, PLACEHOLDER, SHAPES
+
 HUGE_DIMS = (-1, 0, -(2**40), 2**31, 2**40, 2**62, 2**63 - 1)
 OPS = (
     "Relu", "Conv", "Gemm", "MatMul", "Reshape", "Concat", "Gather", "Loop", "Scan", "If", "TopK", "NonZero",
@@ -330,7 +332,8 @@ STRUCTURAL: dict[str, Callable[[random.Random, onnx.ModelProto], None]] = {
         input_dims,
         constant_bomb,
     )
-}
+} | NAMES | ATTRIBUTES | SHAPES
+"""Every structural mutator; names, attributes and shapes come from ``fuzz_mutators_names``."""
 
 
 # ------------------------------------------------------------------------------------------- bytes
@@ -377,20 +380,26 @@ BYTES: dict[str, Callable[[random.Random, bytes], bytes]] = {
 }
 
 
-def mutate(rng: random.Random, model: onnx.ModelProto) -> tuple[bytes, list[str]]:
-    """One to three mutations (structural ones, then maybe byte-level damage); returns bytes and their names."""
+def mutate(
+    rng: random.Random, model: onnx.ModelProto, *, only: tuple[str, ...] = ()
+) -> tuple[bytes, list[str]]:
+    """One to three mutations (structural ones, then maybe byte-level damage); returns bytes and their names.
+    ``only`` limits the structural mutators to those names (and turns byte-level damage off)."""
     work = onnx.ModelProto()
     work.CopyFrom(model)
     applied: list[str] = []
+    names = sorted(only or STRUCTURAL)
     for _ in range(rng.choice([1, 1, 1, 2, 3])):
-        if rng.random() < 0.75:
-            name = rng.choice(sorted(STRUCTURAL))
+        if only or rng.random() < 0.75:
+            name = rng.choice(names)
             try:
                 STRUCTURAL[name](rng, work)
             except (ValueError, TypeError, IndexError):  # it does not apply to an already mutated model
                 continue
             applied.append(name)
-    data = work.SerializeToString()
+    data = work.SerializeToString().replace(PLACEHOLDER.encode(), INVALID_UTF8)
+    if only:
+        return data, applied
     if not applied or rng.random() < 0.2:
         name = rng.choice(sorted(BYTES))
         data = BYTES[name](rng, data) if data else data

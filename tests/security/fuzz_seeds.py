@@ -3,7 +3,8 @@
 They are tiny on purpose (a few KiB), so a thousand mutated imports stay affordable, and together
 they cover what the importer has to handle: dense and conv layers, shape arithmetic with a dynamic
 dim, control flow, an old opset that needs upgrading (initializers listed as inputs), the ai.onnx.ml
-domain, a model-local function, and weights in an external data file.
+domain, a model-local function, weights in an external data file, integer ids into an embedding table
+beside a float input, and ops driven by string attributes.
 """
 
 from __future__ import annotations
@@ -232,10 +233,53 @@ def external(rng: np.random.Generator) -> tuple[onnx.ModelProto, dict[str, bytes
     return model, {EXTERNAL_FILE: bytes(blob)}
 
 
+def embedding(rng: np.random.Generator) -> onnx.ModelProto:
+    """Integer token ids into a Gather on an embedding table (synthetic ids must stay inside its rows), and a
+    second, float input: what text encoders look like."""
+    inits = [numpy_helper.from_array(_w(rng, 12, 4), "table"), numpy_helper.from_array(_w(rng, 4, 3), "proj")]
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["emb"], axis=0),
+        helper.make_node("ReduceMean", ["emb"], ["pooled"], axes=[1], keepdims=0),
+        helper.make_node("Mul", ["pooled", "gain"], ["scaled"]),
+        helper.make_node("MatMul", ["scaled", "proj"], ["y"]),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 5]),
+         helper.make_tensor_value_info("gain", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        inits,
+        opset=13,
+    )
+
+
+def string_attributes(rng: np.random.Generator) -> onnx.ModelProto:
+    """Ops whose behaviour is chosen by string attributes (Pad mode, Resize modes, auto_pad, DepthToSpace)."""
+    inits = [
+        numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+        numpy_helper.from_array(_w(rng, 4, 1, 3, 3), "w"),
+    ]
+    nodes = [
+        helper.make_node("Pad", ["x", "pads"], ["padded"], mode="reflect"),
+        helper.make_node("Resize", ["padded", "", "scales"], ["up"], mode="linear",
+                         coordinate_transformation_mode="half_pixel", nearest_mode="floor"),
+        helper.make_node("Conv", ["up", "w"], ["c"], auto_pad="SAME_UPPER", kernel_shape=[3, 3]),
+        helper.make_node("DepthToSpace", ["c"], ["y"], blocksize=2, mode="CRD"),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 24, 24])],
+        inits,
+    )
+
+
 def all_seeds(seed: int = 0) -> list[Seed]:
     """Every seed model, built with deterministic weights."""
     rng = np.random.default_rng(seed)
-    seeds = [Seed(fn.__name__, fn(rng)) for fn in (mlp, cnn, shapes, branch, old_opset, ml_domain, local_function)]
+    seeds = [Seed(fn.__name__, fn(rng)) for fn in (mlp, cnn, shapes, branch, old_opset, ml_domain, local_function,
+                                                         embedding, string_attributes)]
     model, files = external(rng)
     seeds.append(Seed("external", model, files))
     return seeds

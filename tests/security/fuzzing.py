@@ -1,10 +1,14 @@
-"""Fuzz driver: mutate the seed models and import each one through ``load_onnx`` + ``normalize``.
+"""Fuzz driver: mutate the seed models, import each one through ``load_onnx`` + ``normalize``, and take every
+model that imports on through what a deploy does next (``take_further``).
 
-    python -m tests.security.fuzzing --cases 1000 --seed 0 [--json report.json] [--progress FILE]
+    python -m tests.security.fuzzing --cases 1000 --seed 0 [--json report.json] [--progress FILE] [--only M,..]
 
-The native-crash-prone steps of every case (checker, ONNX Runtime session) run in one shared
+The native-crash-prone steps of every import (checker, ONNX Runtime session) run in one shared
 ``IsolatedWorker``; a case that kills it is counted as a worker crash (a host crash avoided) and the
-next case gets a fresh worker. Each case must either import or raise an EdgeoptError; anything else
+next case gets a fresh worker. An imported model then goes through the steps of ``deploy.prepare`` and
+the manifest that read its names and shapes: inspection, the manifest's input records, synthetic data,
+the fp32 reference run on ONNX Runtime (in this process, as in a deploy) and the fidelity metrics of the
+reference against itself. Each case must either get through or raise an EdgeoptError; anything else
 is listed under ``unexpected``. A canary file sits just outside every case folder (reachable through
 ``..``, a symlink and a hard link): a model that imports with the canary's bytes in it is an escape.
 Before each case the driver writes the case index to ``--progress``, so if this process itself dies
@@ -25,17 +29,25 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgeopt.data import synthetic_dataset
 from edgeopt.errors import EdgeoptError
-from edgeopt.graph import load_onnx, normalize
+from edgeopt.graph import inspect_model, load_model, load_onnx, normalize
 from edgeopt.isolation import IsolatedWorker
-from edgeopt.types import ImportOptions
-from tests.security.fuzz_mutators import mutate
+from edgeopt.manifest import input_dicts
+from edgeopt.metrics import check_outputs, evaluate, run_outputs
+from edgeopt.reference import ReferenceRunner, batch_size_of
+from edgeopt.types import Graph, ImportOptions
+from tests.security.fuzz_mutators import STRUCTURAL, mutate
+from tests.security.fuzz_mutators_names import ATTRIBUTES, NAMES, SHAPES
 from tests.security.fuzz_seeds import Seed, all_seeds
 
 OPTIONS = ImportOptions(max_tensor_bytes=64 * 1024**2)
 """A lower size limit than the default keeps memory bombs cheap to refuse; everything else is the default."""
 CANARY = b"EDGEOPT-CANARY-OUTSIDE!" * 8
 WORKER_TIMEOUT_S = 30.0
+DEEP = frozenset(NAMES) | frozenset(ATTRIBUTES) | frozenset(SHAPES)
+SAMPLES = 4
+"""Synthetic samples per imported model for the reference run (a few batches, so outputs are concatenated)."""
 
 
 @dataclass
@@ -43,8 +55,14 @@ class FuzzReport:
     seed: int
     cases: int = 0
     imported: int = 0
+    names_attributes_shapes: int = 0
+    """Cases with at least one mutation of names, attributes or shapes (``fuzz_mutators_names``)."""
+    ran: int = 0
+    """Imported cases that also got through synthetic data, the reference run and the metrics."""
     refused: dict[str, int] = field(default_factory=dict)
-    """EdgeoptError code -> count."""
+    """EdgeoptError code -> count, wherever the case was refused."""
+    refused_after_import: dict[str, int] = field(default_factory=dict)
+    """The part of ``refused`` raised after the import (by ``take_further``)."""
     worker_crashes: int = 0
     """Cases whose native step killed the isolated worker: host crashes avoided."""
     worker_timeouts: int = 0
@@ -78,20 +96,41 @@ def _escaped(case: Path) -> bool:
     return any(marker in p.read_bytes() for p in (case / "w").rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def run_case(index: int, *, seed: int, seeds: list[Seed], root: Path, worker: IsolatedWorker, report: FuzzReport):
-    """Mutate, write and import case ``index``; record its outcome in ``report``."""
+def take_further(graph: Graph) -> None:
+    """What a deploy does with an imported graph before any target sees it (``deploy.prepare``, the manifest):
+    raises EdgeoptError where a deploy would refuse."""
+    inspect_model(load_model(graph))
+    json.dumps(input_dicts(graph))
+    data = synthetic_dataset(graph, samples=SAMPLES, seed=0)
+    reference = ReferenceRunner(graph.path, threads=1)
+    try:
+        outputs = run_outputs(reference, data, batch=batch_size_of(graph.inputs))
+    finally:
+        reference.close()
+    check_outputs(outputs, outputs)
+    evaluate(outputs, outputs, labels=None, synthetic=True)
+
+
+def run_case(
+    index: int, *, seed: int, seeds: list[Seed], root: Path, worker: IsolatedWorker, report: FuzzReport,
+    only: tuple[str, ...] = (),
+):
+    """Mutate, write, import and take further case ``index``; record its outcome in ``report``."""
     rng = random.Random(f"{seed}:{index}")
     base = rng.choice(seeds)
-    data, applied = mutate(rng, base.model)
+    data, applied = mutate(rng, base.model, only=only)
     case = _prepare(root, base, data)
     crashes, timeouts = worker.crashes, worker.timeouts
     report.cases += 1
     report.seeds[base.name] = report.seeds.get(base.name, 0) + 1
     for name in applied:
         report.mutations[name] = report.mutations.get(name, 0) + 1
+    if set(applied) & DEEP:
+        report.names_attributes_shapes += 1
+    graph = None
     try:
         model = load_onnx(case / "model.onnx", options=OPTIONS)
-        normalize(
+        graph = normalize(
             model,
             source_fingerprint="fuzz",
             source_format="onnx",
@@ -100,8 +139,14 @@ def run_case(index: int, *, seed: int, seeds: list[Seed], root: Path, worker: Is
             base_dir=case,
             worker=worker,
         )
+        report.imported += 1
+        if _escaped(case):
+            report.escapes.append({"case": index, "seed_model": base.name, "mutations": applied})
+        take_further(graph)
     except EdgeoptError as exc:
         report.refused[exc.code] = report.refused.get(exc.code, 0) + 1
+        if graph is not None:
+            report.refused_after_import[exc.code] = report.refused_after_import.get(exc.code, 0) + 1
         if worker.crashes > crashes and len(report.crash_examples) < 20:
             report.crash_examples.append(f"case {index} ({base.name}: {', '.join(applied)}): {exc.message}")
     except Exception as exc:  # the finding this fuzzer exists for
@@ -116,15 +161,19 @@ def run_case(index: int, *, seed: int, seeds: list[Seed], root: Path, worker: Is
             }
         )
     else:
-        report.imported += 1
-        if _escaped(case):
-            report.escapes.append({"case": index, "seed_model": base.name, "mutations": applied})
+        report.ran += 1
     report.worker_crashes += worker.crashes - crashes
     report.worker_timeouts += worker.timeouts - timeouts
 
 
-def run_fuzz(cases: int, *, seed: int = 0, first: int = 0, progress: Path | None = None) -> FuzzReport:
-    """Run cases ``first .. first+cases-1`` of the stream for ``seed``; return the report."""
+def run_fuzz(
+    cases: int, *, seed: int = 0, first: int = 0, progress: Path | None = None, only: tuple[str, ...] = ()
+) -> FuzzReport:
+    """Run cases ``first .. first+cases-1`` of the stream for ``seed``; return the report. ``only``: use just
+    these structural mutators (see ``fuzz_mutators.mutate``)."""
+    unknown = sorted(set(only) - set(STRUCTURAL))
+    if unknown:
+        raise ValueError(f"unknown mutators {unknown}; known: {sorted(STRUCTURAL)}")
     report = FuzzReport(seed=seed)
     seeds = all_seeds()
     start = time.perf_counter()
@@ -135,10 +184,21 @@ def run_fuzz(cases: int, *, seed: int = 0, first: int = 0, progress: Path | None
         for index in range(first, first + cases):
             if progress is not None:
                 progress.write_text(f"{index}\n")
-            run_case(index, seed=seed, seeds=seeds, root=root, worker=w, report=report)
+            run_case(index, seed=seed, seeds=seeds, root=root, worker=w, report=report, only=only)
         report.worker_starts = w.starts
     report.seconds = round(time.perf_counter() - start, 2)
     return report
+
+
+def _limit_memory(text: str) -> None:
+    import resource
+
+    from edgeopt.graph_safety import parse_size
+
+    if text.strip() in ("", "0"):
+        return
+    limit = parse_size(text, name="--max-memory")
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,8 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first", type=int, default=0, help="index of the first case (to replay one case)")
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--progress", type=Path, help="file holding the index of the case being run")
+    parser.add_argument("--only", default="", help="comma-separated structural mutators to use (default: all)")
+    parser.add_argument("--max-memory", default="6GiB",
+                        help="address-space limit of this process (RLIMIT_AS), so a model that allocates without "
+                        "bound fails here instead of taking the machine's memory; 0: no limit")
     args = parser.parse_args(argv)
-    report = run_fuzz(args.cases, seed=args.seed, first=args.first, progress=args.progress)
+    _limit_memory(args.max_memory)
+    only = tuple(m.strip() for m in args.only.split(",") if m.strip())
+    report = run_fuzz(args.cases, seed=args.seed, first=args.first, progress=args.progress, only=only)
     body = asdict(report)
     if args.json:
         args.json.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
