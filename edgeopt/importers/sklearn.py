@@ -1,7 +1,9 @@
 """Built-in importer: a fitted scikit-learn estimator or pipeline -> ONNX (skl2onnx) -> Graph.
 
-Sources it claims: an estimator object whose class lives in ``sklearn``, or a ``.joblib``/``.pkl``
-path (loaded only with ``options.trust_pickle``). Classifiers are converted without ZipMap, so
+Sources it claims: an estimator object whose class lives in ``sklearn``, a ``.skops`` file (skops' safe
+format: loaded with skops' trusted types only — scikit-learn, numpy and scipy classes — and refused in one
+line, naming the rest, when it holds any other type), or a ``.joblib``/``.pkl`` path (loaded only with
+``options.trust_pickle``). Classifiers are converted without ZipMap, so
 probabilities come out as a plain ``[batch, classes]`` tensor. sklearn/skl2onnx are imported lazily.
 """
 
@@ -22,6 +24,7 @@ EDGEOPT_HOOK_API = 1
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 INPUT_NAME = "input"
 _PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+SKOPS_SUFFIX = ".skops"
 
 
 def is_estimator(source: object) -> bool:
@@ -51,6 +54,31 @@ def _load_pickle(path: Path, options: ImportOptions) -> Any:
     try:
         estimator = joblib.load(path)
     except Exception as exc:  # unpickling raises anything the pickled code raises
+        raise ModelError(f"cannot load {path}: {type(exc).__name__}: {exc}") from exc
+    if not is_estimator(estimator):
+        raise ModelError(f"{path} holds a {type(estimator).__name__}, not a scikit-learn estimator")
+    return estimator
+
+
+def _load_skops(path: Path) -> Any:
+    """The estimator in a ``.skops`` file, built from skops' default-trusted types only."""
+    if not path.is_file():
+        raise ModelError(f"model file {path} not found", hint="check the path (and the current directory)")
+    sio = import_optional("skops.io", extra="sklearn", feature=f"importing the skops file {path}")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # a damaged archive: zipfile/json errors of any kind
+        raise ModelError(f"cannot read {path} as a skops file: {type(exc).__name__}: {exc}") from exc
+    if untrusted:
+        shown = ", ".join(untrusted[:5]) + (f" and {len(untrusted) - 5} more" if len(untrusted) > 5 else "")
+        raise UnsafeModelError(
+            f"{path} holds types outside skops' trusted set ({shown}); building them could run their code",
+            hint="if you trust them, load the file with skops.io.load(path, trusted=[...]) yourself and pass the "
+                 "estimator to edgeopt.deploy",
+        )
+    try:
+        estimator = sio.load(path)
+    except Exception as exc:  # skops raises many kinds for inconsistent archives
         raise ModelError(f"cannot load {path}: {type(exc).__name__}: {exc}") from exc
     if not is_estimator(estimator):
         raise ModelError(f"{path} holds a {type(estimator).__name__}, not a scikit-learn estimator")
@@ -104,8 +132,13 @@ def to_onnx_model(estimator: Any, options: ImportOptions) -> Any:
 
 @hookimpl
 def edgeopt_import(source: object, options: ImportOptions, workdir: Path) -> Graph | None:
-    """Convert a fitted estimator (or a trusted joblib/pickle file) and normalize it; None otherwise."""
-    if isinstance(source, str | os.PathLike) and os.fspath(source).lower().endswith(_PICKLE_SUFFIXES):
+    """Convert a fitted estimator (or a ``.skops`` file, or a trusted joblib/pickle file) and normalize it; None
+    otherwise."""
+    if isinstance(source, str | os.PathLike) and os.fspath(source).lower().endswith(SKOPS_SUFFIX):
+        path = Path(os.fspath(source))  # type: ignore[call-overload]
+        estimator = _load_skops(path)
+        fingerprint = sha256_file(path)
+    elif isinstance(source, str | os.PathLike) and os.fspath(source).lower().endswith(_PICKLE_SUFFIXES):
         path = Path(os.fspath(source))  # type: ignore[call-overload]
         estimator = _load_pickle(path, options)
         fingerprint = sha256_file(path)

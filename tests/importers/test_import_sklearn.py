@@ -122,3 +122,29 @@ def test_registered_as_a_builtin_plugin(tmp_path):
     pm = get_plugin_manager(entry_points=False)
     graph = pm.import_model(LogisticRegression(max_iter=500).fit(X, Y), ALL_ROWS, tmp_path)
     assert graph is not None and graph.source_format == "sklearn"
+
+
+def test_skops_file_loads_trusted_types_without_opt_in(tmp_path):
+    sio = pytest.importorskip("skops.io")
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, Y)
+    path = tmp_path / "pipe.skops"
+    sio.dump(pipe, path)
+    graph = edgeopt_import(str(path), ALL_ROWS, tmp_path / "w")  # no --trust-pickle needed
+    assert graph.source_fingerprint == sha256_file(path)
+    probs = _ort(graph, X32)["probabilities"]
+    np.testing.assert_allclose(probs, pipe.predict_proba(X), atol=1e-4)
+
+
+class _Custom(StandardScaler):
+    """A type outside skops' trusted set (a user's own class)."""
+
+
+def test_skops_file_with_untrusted_types_is_refused(tmp_path):
+    sio = pytest.importorskip("skops.io")
+    path = tmp_path / "custom.skops"
+    sio.dump(make_pipeline(_Custom(), LogisticRegression(max_iter=500)).fit(X, Y), path)
+    with pytest.raises(UnsafeModelError, match="outside skops' trusted set.*_Custom"):
+        edgeopt_import(str(path), ALL_ROWS, tmp_path / "w")
+    (tmp_path / "broken.skops").write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="cannot read .* as a skops file"):
+        edgeopt_import(str(tmp_path / "broken.skops"), ALL_ROWS, tmp_path / "w2")
