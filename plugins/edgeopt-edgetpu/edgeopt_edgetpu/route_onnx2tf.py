@@ -4,7 +4,8 @@ Run in the converter toolchain only, and only where TensorFlow and onnx2tf are i
 toolchain --create --with-onnx2tf``); the user's environment never gets TensorFlow. Graph inputs of rank 3-5 keep
 their ONNX (channels-first) layout (``keep_ncw_or_nchw_or_ncdhw_input_names``); outputs may come out
 channels-last, which the worker's check finds and records as a permutation the runner applies. onnxsim is not
-run (the graph arrives simplified). onnx2tf's SavedModel is converted by TensorFlow's own TFLite converter, which
+run (the graph arrives simplified), and onnx2tf converts a copy (it may write op names into its input file).
+onnx2tf's SavedModel is converted by TensorFlow's own TFLite converter, which
 writes the signature (input names kept) that onnx2tf 1.28's ``.tflite`` lacks. onnx2tf stops on errors with
 ``sys.exit``; that, like any exception, becomes ``RouteFailure`` naming the last ONNX node onnx2tf logged.
 """
@@ -51,9 +52,12 @@ def build(model_path: str, out: Path, sample: tuple, notes: list[str]) -> None:
     try:
         import onnx2tf
 
+        source = folder / "input" / Path(model_path).name  # onnx2tf may rewrite its input file (op names)
+        source.parent.mkdir()
+        shutil.copyfile(model_path, source)
         with contextlib.redirect_stdout(log):
             onnx2tf.convert(
-                input_onnx_file_path=model_path, output_folder_path=str(folder), output_signaturedefs=True,
+                input_onnx_file_path=str(source), output_folder_path=str(folder), output_signaturedefs=True,
                 not_use_onnxsim=True, verbosity="info", keep_ncw_or_nchw_or_ncdhw_input_names=channels_first or None,
             )
             import tensorflow as tf  # onnx2tf's own .tflite has no signature: convert its SavedModel once more
