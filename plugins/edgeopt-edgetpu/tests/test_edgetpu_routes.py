@@ -220,3 +220,18 @@ def test_signature_keys_follow_the_graph_order() -> None:
     assert order(["b", "a"], ["a", "b"]) == ["a", "b"]
     assert order(["x_1", "y_in"], ["y:in", "x.1"]) == ["y_in", "x_1"]
     assert order(["a"], ["a", "b"]) is None
+
+
+def test_the_onnx2tf_route_is_added_only_to_a_toolchain_edgeopt_created(tmp_path: Path) -> None:
+    import sys
+
+    from edgeopt.errors import TargetError
+
+    from edgeopt_edgetpu.toolchain import ONNX2TF_MARKER, Toolchain, add_onnx2tf, has_onnx2tf
+
+    with pytest.raises(TargetError, match="not created by edgeopt"):
+        add_onnx2tf(Toolchain(Path(sys.executable), "env"))
+    cached = Toolchain(tmp_path / "bin" / "python", "cache")
+    assert not has_onnx2tf(cached)
+    (tmp_path / ONNX2TF_MARKER).write_text("tensorflow\n")
+    assert has_onnx2tf(cached) and add_onnx2tf(cached) == 0.0  # already there: nothing installed
