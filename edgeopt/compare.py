@@ -146,7 +146,8 @@ def eligible_targets(
 ) -> tuple[list[TargetInfo], list[TargetResult]]:
     """Targets to search, and rows for the ones that cannot be (unavailable, wrong device kind, precision).
 
-    Named targets (``request.targets``) must exist; without names every installed target is considered."""
+    Named targets (``request.targets``) must exist; without names every installed target is considered, except
+    those that only emulate their device here (``TargetInfo.emulated``)."""
     names = list(request.targets) or [t.name for t in pm.targets()]
     usable: list[TargetInfo] = []
     rows: list[TargetResult] = []
@@ -157,6 +158,9 @@ def eligible_targets(
         elif device.kind not in info.device_kinds:
             rows.append(TargetResult(name, "unavailable", f"runs on {'/'.join(info.device_kinds)} devices; "
                                      f"the device profile {device.name!r} is a {device.kind}"))
+        elif info.emulated and name not in request.targets:
+            rows.append(TargetResult(name, "unavailable", f"{info.emulated}; name it in --targets to measure it "
+                                     "anyway"))
         elif request.precision != "auto" and request.precision not in info.precisions:
             rows.append(TargetResult(name, "refused", f"does not offer precision {request.precision!r}"))
         else:

@@ -151,10 +151,11 @@ class TargetRegister:
         device_kinds: tuple[str, ...] | list[str] = ("cpu",),
         tolerances: Mapping[str, float] | None = None,
         compression_speedups: tuple[str, ...] | list[str] = (),
+        emulated: str = "",
     ) -> None:
         """Record one target. ``tolerances`` maps a precision to its largest acceptable error against
         the fp32 reference (``max|out - ref| / max|ref|``); see ``TargetInfo.tolerances``.
-        ``compression_speedups``: see ``TargetInfo.compression_speedups``."""
+        ``compression_speedups``, ``emulated``: see ``TargetInfo``."""
         if not available and not reason:
             raise PluginError(f"plugin {self.plugin!r} marked target {name!r} unavailable without a reason")
         _check_tolerances(self.plugin, name, tuple(precisions), dict(tolerances or {}))
@@ -169,6 +170,7 @@ class TargetRegister:
                 device_kinds=tuple(device_kinds),
                 tolerances=dict(tolerances or {}),
                 compression_speedups=tuple(compression_speedups),
+                emulated=emulated,
             )
         )
 

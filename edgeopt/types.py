@@ -136,6 +136,10 @@ class TargetInfo:
     smaller dense model), ``2:4`` (semi-structured sparse kernels, e.g. TensorRT on sparse tensor cores),
     ``unstructured``. A deploy asked for a kind the target does not list warns that it gains no speed there.
     Size from ``--cluster``/``--binarize`` needs no declaration: every target loads the smaller file."""
+    emulated: str = ""
+    """Non-empty when this target can run here only as a stand-in for its real device (e.g. Edge TPU int8 models
+    on the host CPU with no Coral attached): why, in one line. ``--target auto`` and ``compare`` leave such a
+    target out unless it is named in ``--targets``, since its timings say nothing about the device."""
 
 
 @dataclass(frozen=True)

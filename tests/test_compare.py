@@ -189,3 +189,29 @@ def test_throughput_objective_searches_batches_and_keeps_the_highest_rate() -> N
     assert cpu.setting is not None and cpu.latency.batch == cpu.setting.batch
     assert cpu.latency.throughput == max(s["throughput"] for s in tried)
     assert comparison.winner == "cpu" and comparison.objective == "throughput"
+
+
+def test_auto_leaves_out_targets_that_only_emulate_their_device() -> None:
+    from edgeopt.compare import eligible_targets
+    from edgeopt.deploy import DeployRequest
+    from edgeopt.hardware import host_profile
+    from edgeopt.types import TargetInfo
+
+    infos = {t.name: t for t in (
+        TargetInfo("real", "p", "runs here", ("fp32",)),
+        TargetInfo("stand-in", "p", "a TPU target", ("int8",), device_kinds=("tpu", "cpu"),
+                   emulated="no board attached"),
+    )}
+
+    class Manager:
+        def targets(self):
+            return list(infos.values())
+
+        def target(self, name, require_available=True):
+            return infos[name]
+
+    usable, rows = eligible_targets(Manager(), DeployRequest(source="m.onnx", target="auto"), host_profile())
+    assert [t.name for t in usable] == ["real"]
+    assert rows[0].target == "stand-in" and "no board attached" in rows[0].reason and "--targets" in rows[0].reason
+    named = DeployRequest(source="m.onnx", target="auto", targets=("real", "stand-in"))
+    assert [t.name for t in eligible_targets(Manager(), named, host_profile())[0]] == ["real", "stand-in"]

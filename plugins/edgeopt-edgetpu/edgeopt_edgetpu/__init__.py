@@ -68,6 +68,7 @@ def edgeopt_register_targets(register: TargetRegister) -> None:
         device_kinds=("tpu", "cpu"),
         tolerances={"int8": TOLERANCES["int8"]},
         compression_speedups=("structured",),
+        emulated="" if coral else "no Coral attached: its int8 model would run on the host CPU, as target tflite does",
     )
 
 
