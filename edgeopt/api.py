@@ -70,6 +70,7 @@ def deploy(
     name: str | None = None,
     compression: CompressionSpec | None = None,
     state: Mapping[str, str] | None = None,
+    max_memory: int | str | None = None,
     events: Events | None = None,
     plugin_manager: PluginManager | None = None,
 ) -> Deployment:
@@ -84,6 +85,8 @@ def deploy(
     The verified artifact is registered as the next version of ``name`` (default: the source's stem) in the
     deployment registry (``edgeopt.registry``; ``EDGEOPT_REGISTRY=off`` skips it). ``state`` declares a
     streaming model's recurrent state, output -> input (None: detected; ``{}``: none; ``edgeopt.stream``).
+    ``max_memory`` (bytes, or a size such as ``"2GiB"``) bounds each candidate build, run in a worker process;
+    a build past it is a failed candidate (None: 60% of the available memory; ``edgeopt.build_worker``).
     """
     if input_shapes is None:
         shapes: dict[str, tuple[int, ...]] = {}
@@ -117,6 +120,7 @@ def deploy(
         targets=tuple(targets or ()),
         compression=compression,
         state=dict(state) if state is not None else None,
+        max_memory=max_memory,
     )
     from edgeopt.registry.lifecycle import deploy_and_register
 
@@ -145,13 +149,15 @@ def compare(
     budget_s: float | None = None,
     cache: bool = True,
     state: Mapping[str, str] | None = None,
+    max_memory: int | str | None = None,
     events: Events | None = None,
     plugin_manager: PluginManager | None = None,
 ) -> Comparison:
     """Run each target's ``--precision auto`` search on the same data and time every target's winner at every
     thread count (and, for ``objective="throughput"``, every batch) in one interleaved run; see
     ``edgeopt.compare``. ``targets`` None: every installed target (unavailable ones are listed with the reason).
-    Nothing is written; ``deploy(model, target="auto")`` deploys the winner."""
+    ``max_memory`` bounds each candidate build as in ``deploy``. Nothing is written; ``deploy(model,
+    target="auto")`` deploys the winner."""
     from edgeopt.compare import run_compare
 
     request = DeployRequest(
@@ -161,7 +167,7 @@ def compare(
         trust_code=trust_code,
         weights=Path(weights) if weights is not None else None, timing_s=timing_s, threads=threads,
         budget_s=budget_s, cache=cache, objective=objective, targets=tuple(targets or ()),
-        state=dict(state) if state is not None else None,
+        state=dict(state) if state is not None else None, max_memory=max_memory,
     )
     return run_compare(request, pm=plugin_manager, events=events)
 

@@ -16,8 +16,11 @@ from typing import Protocol
 
 import numpy as np
 
+from edgeopt.build_worker import BuildWorker
 from edgeopt.errors import AccuracyBudgetExceeded, CompileError, ConversionError, EdgeoptError
 from edgeopt.harness import measure_interleaved
+from edgeopt.isolation import isolation_enabled
+from edgeopt.memory_limit import memory_limit_bytes
 from edgeopt.metrics import check_outputs, evaluate, metric_unit, run_outputs
 from edgeopt.plugins import PluginManager
 from edgeopt.search_cache import SearchCache, plan_identity
@@ -72,6 +75,9 @@ class Candidate:
     """Compiled files and evaluation outputs came from the search cache (timing is always fresh)."""
     seconds: float = 0.0
     """Wall time spent compiling and evaluating (or loading from the cache)."""
+    build_memory: int | None = None
+    """Largest resident memory (bytes) of the build worker's process tree while it built this candidate; None
+    when it was not built in the worker (reused from the cache, or built in this process)."""
     error: EdgeoptError | None = field(default=None, compare=False, repr=False)
     """The error a ``failed`` candidate's build or run raised (its ``reason`` is the message)."""
 
@@ -95,6 +101,7 @@ class Candidate:
             "keep_fp32": list(self.plan.keep_fp32),
             "cached": self.cached,
             "seconds": round(self.seconds, 3),
+            "build_memory_bytes": self.build_memory,
             "latency_p50_s": self.latency.p50 if self.latency else None,
             "latency_p90_s": self.latency.p90 if self.latency else None,
             "metric": self.metrics.metric if self.metrics else None,
@@ -129,9 +136,28 @@ class CandidateContext:
     """``time.monotonic()`` after which no further candidate is started (``--budget-s``)."""
     seen: dict[str, str] = field(default_factory=dict)
     """sha256 of each candidate's compiled files -> its label, to spot duplicates."""
+    max_memory: int | str | None = None
+    """Memory limit of each build (``--max-memory``; ``edgeopt.memory_limit``). None: a share of the memory
+    available when the first build starts."""
+    builder: BuildWorker | None = field(default=None, repr=False)
+    """The worker building this target's candidates (``edgeopt.build_worker``), started by the first build."""
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
+
+    def compile(self, plan: Plan, workdir: Path) -> Compiled:
+        """Build ``plan`` in this search's memory-limited worker (see ``edgeopt.build_worker``)."""
+        if self.builder is None:
+            self.builder = BuildWorker(self.pm, self.target, memory_limit=memory_limit_bytes(self.max_memory))
+            if not self.builder.bounded and isolation_enabled():
+                self.events.warn(f"plugin {self.target.plugin!r} cannot be loaded in a worker process: its builds "
+                                 "run in this process, without the --max-memory limit")
+        return self.builder.compile(self.graph, plan, self.device, self.calibration, workdir)
+
+    def close_builds(self) -> None:
+        """Stop the build worker (a later build starts a new one)."""
+        if self.builder is not None:
+            self.builder.close()
 
 
 def _files_digest(compiled: Compiled) -> str:
@@ -181,28 +207,29 @@ def evaluate_plan(
     ctx.events.step(f"{'reusing cached' if hit else 'compiling'} candidate {index}: {label}")
     settings = RunSettings(batch=ctx.batch, threads=ctx.threads)
     runner: Runner | None = None
+    common: dict = {"origin": origin, "cached": hit is not None}
     try:
         if hit is not None:
             compiled, outputs = hit.compiled, hit.outputs
-            runner = ctx.pm.runner(compiled, ctx.target, ctx.device, settings)
         else:
             workdir.mkdir(parents=True, exist_ok=True)
-            compiled = ctx.pm.compile(ctx.graph, plan, ctx.target, ctx.device, ctx.calibration, workdir)
-            runner = ctx.pm.runner(compiled, ctx.target, ctx.device, settings)
+            try:
+                compiled = ctx.compile(plan, workdir)
+            finally:
+                common["build_memory"] = ctx.builder.peaks.get(label) if ctx.builder is not None else None
+        digest = _files_digest(compiled)
+        if digest in ctx.seen:  # before evaluating it: the same files give the same outputs
+            reason = f"the target built the same files as {ctx.seen[digest]}"
+            return Candidate(plan, "duplicate", reason, compiled, seconds=time.monotonic() - began, **common), None
+        runner = ctx.pm.runner(compiled, ctx.target, ctx.device, settings)
+        if hit is None:
             outputs = run_outputs(runner, ctx.evaluation, batch=ctx.batch)
             if ctx.cache is not None:
                 ctx.cache.store(plan, compiled, outputs)
     except EdgeoptError as exc:
         if runner is not None:
             runner.close()
-        return Candidate(plan, "failed", exc.message, origin=origin, seconds=time.monotonic() - began,
-                         error=exc), None
-    common = {"origin": origin, "cached": hit is not None}
-    digest = _files_digest(compiled)
-    if digest in ctx.seen:
-        runner.close()
-        reason = f"the target built the same files as {ctx.seen[digest]}"
-        return Candidate(plan, "duplicate", reason, compiled, seconds=time.monotonic() - began, **common), None
+        return Candidate(plan, "failed", exc.message, seconds=time.monotonic() - began, error=exc, **common), None
     ctx.seen[digest] = label
     status, reason, metrics = judge(ctx, outputs)
     return Candidate(plan, status, reason, compiled, metrics, seconds=time.monotonic() - began, **common), runner

@@ -38,6 +38,7 @@ from edgeopt.hardware import get_profile, host_profile
 from edgeopt.harness import peak_memory, profile_runner
 from edgeopt.manifest import build_manifest
 from edgeopt.memory import measure_memory
+from edgeopt.memory_limit import memory_limit_bytes
 from edgeopt.metrics import FIDELITY_METRICS, METRICS, run_outputs
 from edgeopt.passes.batch import checked_batches
 from edgeopt.plugins import PluginManager, get_plugin_manager
@@ -104,6 +105,10 @@ class DeployRequest:
     """Recurrent state of a streaming model, output -> input (``{"stateN": "state"}``): calibration, evaluation
     and synthetic data then run as a stream, each call's state fed back (``edgeopt.stream``). None detects
     obvious pairs (``edgeopt.stream.detect_state``); ``{}`` runs the model without state."""
+    max_memory: int | str | None = None
+    """Memory each candidate build may use, bytes or a size such as ``"2GiB"``: every build runs in a worker
+    process whose tree is stopped past it, the candidate then failed with that reason (``edgeopt.build_worker``).
+    None: 60% of the memory available when the search starts (``edgeopt.memory_limit``)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,8 @@ def _check_request(request: DeployRequest) -> None:
     from edgeopt.extras import check_request
 
     check_request(request.source, weights=request.weights, compression=request.compression)  # before any work
+    if request.max_memory is not None:
+        memory_limit_bytes(request.max_memory)  # a malformed --max-memory fails here, not in every build
     metric = request.metric
     if isinstance(metric, str) and metric not in METRICS and metric not in FIDELITY_METRICS:
         raise DataError(
@@ -343,6 +350,7 @@ def search_target(
         events=events,
         cache=open_cache(request, graph, target, device, pm, prepared.calibration, prepared.evaluation),
         deadline=began + request.budget_s if request.budget_s is not None else None,
+        max_memory=request.max_memory,
     )
     search = run_search(ctx, [*baseline, *plans], request.precision)
     return TargetSearch(target, device, ctx, search, time.monotonic() - began)

@@ -112,7 +112,10 @@ def edgeopt_compile(
     ``calibration`` holds samples for static quantization (it may be synthetic: the core has
     already warned). Must not modify ``graph.path``. Must write only under ``workdir``. Run
     vendor compilers in a subprocess with a timeout. Raise ``CompileError`` with the reason
-    when the plan cannot be built.
+    when the plan cannot be built. During a search the core calls it in a worker process held
+    to ``--max-memory`` (``edgeopt.build_worker``), where the plugin is imported by module name
+    (or unpickled): keep no state that only the deploy process set up, and stream calibration
+    samples rather than holding every activation of every sample.
     """
 
 

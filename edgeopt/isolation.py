@@ -6,8 +6,16 @@ A malformed model can make C++ code segfault or abort, which takes the whole pro
 starts a fresh child. ``run_isolated`` is the one-call form. Arguments and results cross as pickles
 between this process and the child it started, over its stdin/stdout pipes (never from a file).
 
-``EDGEOPT_ISOLATION=0`` runs the calls in this process instead (for debuggers; a crash is then fatal).
-``EDGEOPT_ISOLATION_TIMEOUT_S`` sets the default time limit per call (seconds).
+``EDGEOPT_ISOLATION=0`` runs the calls in this process instead (for debuggers; a crash is then fatal, and
+no memory limit applies). ``EDGEOPT_ISOLATION_TIMEOUT_S`` sets the default time limit per call (seconds).
+
+A worker made with ``memory_limit`` (bytes) is watched while a call runs: the resident memory of its whole
+process tree (the child and every process it started, e.g. a vendor compiler) is read every
+``MEMORY_POLL_S`` seconds, and a tree past the limit is killed, the call raising ``WorkerMemoryExceeded``.
+Allocations faster than the poll are caught by a backstop: the child sets ``RLIMIT_DATA`` (heap and private
+mappings) of itself to ``memory_limit.backstop_bytes(limit)``, well above the limit, so an allocation burst
+fails there (a ``MemoryError``, also reported as ``WorkerMemoryExceeded``, or a crash) instead of taking the
+host down.
 """
 
 from __future__ import annotations
@@ -27,12 +35,25 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from edgeopt.errors import EdgeoptError, ModelError
+from edgeopt.errors import CompileError, EdgeoptError, ModelError
+from edgeopt.memory_limit import TreeMemory, backstop_bytes, fmt_bytes, kill_descendants
 
-__all__ = ["DEFAULT_TIMEOUT_S", "IsolatedWorker", "isolation_enabled", "resolve", "run_isolated"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "IsolatedWorker",
+    "WorkerCrashed",
+    "WorkerMemoryExceeded",
+    "WorkerTimeout",
+    "isolation_enabled",
+    "resolve",
+    "run_isolated",
+]
 
 DEFAULT_TIMEOUT_S = 600.0
 """Time limit of one call when neither the caller nor ``EDGEOPT_ISOLATION_TIMEOUT_S`` sets one."""
+MEMORY_POLL_S = 0.05
+"""Seconds between two reads of a memory-limited worker's resident memory."""
+_DATA_LIMIT_ENV = "EDGEOPT_WORKER_DATA_LIMIT"
 _HEADER = struct.Struct(">Q")
 _CRASH_HINT = (
     "the file is malformed in a way that crashes native code; edgeopt stopped it in a child process. "
@@ -55,6 +76,33 @@ def default_timeout_s() -> float:
     return value if value > 0 else DEFAULT_TIMEOUT_S
 
 
+class _OverLimit(Exception):
+    """Raised by the memory watch inside ``_exchange``."""
+
+
+class WorkerCrashed(ModelError):
+    """The worker died during a call (killed by a signal, or exited without a reply); ``detail`` says how."""
+
+    def __init__(self, message: str, *, hint: str | None = None, detail: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.detail = detail
+
+
+class WorkerTimeout(ModelError):
+    """A call did not finish within its time limit; the worker was stopped."""
+
+
+class WorkerMemoryExceeded(CompileError):
+    """The worker's process tree grew past its memory limit during a call; it was stopped.
+
+    ``limit`` and ``peak`` are bytes (``peak``: the largest resident size seen, at or past the limit)."""
+
+    def __init__(self, message: str, *, limit: int, peak: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.limit = limit
+        self.peak = peak
+
+
 def resolve(fn_qualname: str) -> Callable[..., Any]:
     """The object ``"pkg.mod:Class.method"`` (or ``"pkg.mod.func"``) names, importing its module."""
     module, sep, qual = fn_qualname.partition(":")
@@ -74,8 +122,8 @@ def run_isolated(
     """Call ``fn_qualname(*args)`` in a fresh child process and return its result.
 
     Exceptions the function raises are raised here (EdgeoptErrors keep their class, message and hint).
-    A child killed by a signal raises ``ModelError("the model crashed <what> (signal N: NAME)")``; one
-    still running after ``timeout_s`` is killed and raises ``ModelError`` too.
+    A child killed by a signal raises ``WorkerCrashed`` (a ``ModelError``: "the model crashed <what> (signal N:
+    NAME)"); one still running after ``timeout_s`` is killed and raises ``WorkerTimeout`` (a ``ModelError`` too).
     """
     with IsolatedWorker() as worker:
         return worker.call(fn_qualname, *args, timeout_s=timeout_s, what=what)
@@ -85,17 +133,25 @@ class IsolatedWorker:
     """One child process serving calls one at a time; restarted after it dies. Use as a context manager.
 
     ``preload`` modules are imported by the child while it has nothing else to do, so their import
-    time overlaps with the caller's own work. Counters: ``starts`` (children started), ``crashes``
-    (children that died during a call), ``timeouts`` (calls stopped for taking too long).
+    time overlaps with the caller's own work. ``memory_limit`` (bytes; None: unwatched) bounds the resident
+    memory of the child's process tree during a call (see the module). Counters: ``starts`` (children
+    started), ``crashes`` (children that died during a call), ``timeouts`` (calls stopped for taking too
+    long), ``memory_kills`` (calls stopped past the memory limit); ``last_peak``: the largest tree RSS seen
+    during the last watched call (bytes).
     """
 
-    def __init__(self, *, preload: Sequence[str] = ()) -> None:
+    def __init__(self, *, preload: Sequence[str] = (), memory_limit: int | None = None) -> None:
         self.preload = tuple(preload)
+        self.memory_limit = memory_limit
         self.starts = 0
         self.crashes = 0
         self.timeouts = 0
+        self.memory_kills = 0
+        self.last_peak = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
+        self._tree: TreeMemory | None = None
+        self._tree_pid = 0
 
     # ------------------------------------------------------------------------------------- lifecycle
 
@@ -107,6 +163,9 @@ class IsolatedWorker:
         env = dict(os.environ)
         paths = [p for p in sys.path if p] + [env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(paths).rstrip(os.pathsep)
+        env.pop(_DATA_LIMIT_ENV, None)
+        if self.memory_limit is not None:
+            env[_DATA_LIMIT_ENV] = str(backstop_bytes(self.memory_limit))
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             # -P: the current directory (often the downloaded model's) is not put on the child's sys.path,
             # so an onnx.py planted next to a model is never imported
@@ -119,8 +178,14 @@ class IsolatedWorker:
         )
         self.starts += 1
 
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id, None when none runs."""
+        return self._proc.pid if self._proc is not None else None
+
     def close(self) -> None:
-        """Stop the child. Between calls it holds nothing worth a clean exit, so it is simply killed."""
+        """Stop the child (and anything it started). Between calls it holds nothing worth a clean exit, so it
+        is simply killed."""
         self._discard()
         if self._stderr is not None:
             self._stderr.close()
@@ -151,30 +216,58 @@ class IsolatedWorker:
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
         request = pickle.dumps((fn_qualname, args), protocol=pickle.HIGHEST_PROTOCOL)
         stderr_mark = self._stderr.seek(0, os.SEEK_END) if self._stderr is not None else 0
+        self.last_peak = 0
+        watch = self._watch if self.memory_limit is not None else None
         try:
-            reply = _exchange(proc, _HEADER.pack(len(request)) + request, deadline=time.monotonic() + timeout)
+            reply = _exchange(proc, _HEADER.pack(len(request)) + request, deadline=time.monotonic() + timeout,
+                              watch=watch)
         except TimeoutError:
             self.timeouts += 1
             self._discard()
-            raise ModelError(
+            raise WorkerTimeout(
                 f"{what} did not finish within {timeout:g} s; stopped it",
                 hint="the model may be malformed or far too large; "
                 "raise EDGEOPT_ISOLATION_TIMEOUT_S if it is just big",
             ) from None
+        except _OverLimit:
+            self.memory_kills += 1
+            self._discard()
+            raise self._over_limit(what) from None
         if reply is None:
             status = self._reap()
             self.crashes += 1
-            raise ModelError(
-                f"the model crashed {what} ({_describe(status)}{self._stderr_tail(stderr_mark)})", hint=_CRASH_HINT
-            )
+            detail = f"{_describe(status)}{self._stderr_tail(stderr_mark)}"
+            raise WorkerCrashed(f"the model crashed {what} ({detail})", hint=_CRASH_HINT, detail=detail)
         kind, payload = pickle.loads(reply)  # noqa: S301 - written by the child this object started
         if kind == "ok":
             return payload
-        raise _rebuild(payload)
+        exc = _rebuild(payload)
+        if isinstance(exc, MemoryError) and self.memory_limit is not None:  # the RLIMIT_DATA backstop
+            self.memory_kills += 1
+            self._discard()
+            raise self._over_limit(what) from exc
+        raise exc
+
+    def _over_limit(self, what: str) -> WorkerMemoryExceeded:
+        limit = self.memory_limit or 0
+        seen = f"stopped at {fmt_bytes(self.last_peak)}" if self.last_peak > limit else "an allocation failed"
+        return WorkerMemoryExceeded(f"{what} needed more than {fmt_bytes(limit)} of memory ({seen})",
+                                    limit=limit, peak=self.last_peak)
+
+    def _watch(self) -> None:
+        """Raise ``_OverLimit`` when the child's tree is past ``memory_limit`` (records ``last_peak``)."""
+        assert self._proc is not None and self.memory_limit is not None
+        if self._tree is None or self._tree_pid != self._proc.pid:
+            self._tree, self._tree_pid = TreeMemory(self._proc.pid), self._proc.pid
+        rss = self._tree.rss()
+        self.last_peak = max(self.last_peak, rss)
+        if rss > self.memory_limit:
+            raise _OverLimit
 
     def _discard(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
+            kill_descendants(proc.pid)
             stop_child(proc)
 
     def _reap(self) -> int:
@@ -216,8 +309,11 @@ def _describe(status: int) -> str:
     return f"exit status {status}"
 
 
-def _exchange(proc: subprocess.Popen[bytes], request: bytes, *, deadline: float) -> bytes | None:
-    """Write ``request`` to the child and read one framed reply; None when the child closed its pipes."""
+def _exchange(
+    proc: subprocess.Popen[bytes], request: bytes, *, deadline: float, watch: Callable[[], None] | None = None
+) -> bytes | None:
+    """Write ``request`` to the child and read one framed reply; None when the child closed its pipes.
+    ``watch`` runs at least every ``MEMORY_POLL_S`` seconds while waiting (it raises to stop the exchange)."""
     out_fd, in_fd = proc.stdout.fileno(), proc.stdin.fileno()  # type: ignore[union-attr]
     os.set_blocking(in_fd, False)
     sel = selectors.DefaultSelector()
@@ -229,6 +325,9 @@ def _exchange(proc: subprocess.Popen[bytes], request: bytes, *, deadline: float)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
+            if watch is not None:
+                watch()
+                left = min(left, MEMORY_POLL_S)
             for key, _ in sel.select(timeout=left):
                 if key.fd == in_fd:
                     try:
@@ -308,9 +407,23 @@ def _error_payload(exc: BaseException) -> dict[str, Any]:
     return payload
 
 
+def _limit_data() -> None:
+    """Apply the parent's ``RLIMIT_DATA`` backstop (see the module) to this child, where the OS allows it."""
+    raw = os.environ.pop(_DATA_LIMIT_ENV, "")
+    if not raw.isdigit():
+        return
+    import resource
+
+    with contextlib.suppress(ValueError, OSError):
+        _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        limit = int(raw) if hard == resource.RLIM_INFINITY else min(int(raw), hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
 def _serve(preload: Sequence[str]) -> None:
     """Child main loop: read framed (qualname, args) requests on stdin, write framed replies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this child stops
+    _limit_data()
     reply_fd = os.dup(1)
     os.dup2(2, 1)  # anything native code prints goes to stderr, never into the reply stream
     in_fd = sys.stdin.fileno()

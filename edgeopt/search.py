@@ -96,7 +96,15 @@ def analyse(ctx: CandidateContext, candidate: Candidate) -> SensitivityReport:
 
 
 def run_search(ctx: CandidateContext, plans: list[tuple], precision: str) -> Search:
-    """Evaluate every plan in order, then fall back to mixed precision when no quantized one is accepted."""
+    """Evaluate every plan in order, then fall back to mixed precision when no quantized one is accepted.
+    Every build runs in the context's memory-limited worker, stopped when the search ends."""
+    try:
+        return _run_search(ctx, plans, precision)
+    finally:
+        ctx.close_builds()
+
+
+def _run_search(ctx: CandidateContext, plans: list[tuple], precision: str) -> Search:
     search = Search()
     for plan, origin in plans:
         candidate, runner = evaluate_plan(ctx, plan, len(search.candidates), origin=origin,
@@ -146,7 +154,10 @@ def report_sensitivity(ctx: CandidateContext, search: Search, chosen: Candidate)
         search.notes.append("per-layer sensitivity not measured: the search budget was spent")
         return
     began = time.monotonic()
-    search.sensitivity = analyse(ctx, target)
+    try:
+        search.sensitivity = analyse(ctx, target)
+    finally:
+        ctx.close_builds()  # leave-one-fp32 probes build in the worker too
     search.analysis_s = time.monotonic() - began
 
 

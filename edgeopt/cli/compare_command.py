@@ -78,6 +78,10 @@ def compare(
     threads: Annotated[int | None, typer.Option(help="Pin the thread count (default: searched)")] = None,
     timing_s: Annotated[float, typer.Option(help="Seconds of timing per configuration")] = 2.0,
     budget_s: Annotated[float | None, typer.Option(help="Time limit per target's candidate search")] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(help="Memory each candidate build may use, e.g. 2GiB or 1500MB (default: 60% of available)"),
+    ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the search cache")] = False,
     html: Annotated[
         Path | None, typer.Option("--html", help="HTML report path (default: ./<model>-compare.html)")
@@ -98,7 +102,7 @@ def compare(
             objective=objective, batch=parse_int_list(batch, what="--batch"), slo_ms=slo_ms,
             input_shapes=parse_input_shapes(input_shape), state=parse_state(state), weights=weights,
             trust_pickle=trust_pickle, trust_code=trust_code, threads=threads, timing_s=timing_s,
-            budget_s=budget_s, cache=not no_cache, events=events,
+            budget_s=budget_s, max_memory=max_memory, cache=not no_cache, events=events,
         )
     data = comparison.to_dict()
     report = html or Path.cwd() / f"{Path(model).stem.replace(':', '-').replace('.', '-') or 'model'}-compare.html"

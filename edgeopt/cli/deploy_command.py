@@ -103,6 +103,11 @@ def deploy(
         float | None,
         typer.Option(help="Time limit in seconds for the whole candidate search; candidates not reached are skipped"),
     ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(help="Memory each candidate build may use, e.g. 2GiB or 1500MB; a build past it is a failed "
+                     "candidate (default: 60% of the available memory)"),
+    ] = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Compile and evaluate every candidate afresh (ignore the search cache)")
     ] = False,
@@ -150,6 +155,7 @@ def deploy(
             timing_s=timing_s,
             threads=threads,
             budget_s=budget_s,
+            max_memory=max_memory,
             cache=not no_cache,
             objective=objective,
             targets=[t.strip() for t in targets.split(",") if t.strip()] if targets else None,

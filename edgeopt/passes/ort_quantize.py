@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 
 from edgeopt.errors import CompileError, DataError, EdgeoptError
+from edgeopt.passes.ort_calibrate import calibrate, calibrator_options, quantize_with_ranges
 from edgeopt.passes.ort_optimize import BIG_MODEL_BYTES, model_bytes, model_files
 from edgeopt.types import Dataset
 
@@ -294,22 +295,6 @@ def _calibration_feeds(model: onnx.ModelProto, calibration: Dataset, limit: int 
     return feeds
 
 
-def _reader(feeds: list[dict[str, np.ndarray]]) -> Any:
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class DatasetReader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._feeds = iter(feeds)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._feeds, None)
-
-        def __len__(self) -> int:
-            return len(feeds)
-
-    return DatasetReader()
-
-
 def _ort_kwargs(ort_params: Mapping[str, Any]) -> dict[str, Any]:
     """ORT's keyword arguments from the JSON-ready record of them (enum names become enums)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
@@ -320,7 +305,8 @@ def _ort_kwargs(ort_params: Mapping[str, Any]) -> dict[str, Any]:
         "calibrate_method": CalibrationMethod,
         "quant_format": QuantFormat,
     }
-    kwargs = {k: getattr(enums[k], v) if k in enums else v for k, v in ort_params.items()}
+    kwargs = {k: getattr(enums[k], v) if k in enums else v for k, v in ort_params.items()
+              if k != "calibrator_options"}
     kwargs["extra_options"] = dict(ort_params["extra_options"])  # ORT may add keys to it
     return kwargs
 
@@ -421,8 +407,6 @@ def quantize_static_int8(
     the calibration data does not fit the model and ``CompileError`` when ORT fails or quantizes
     no weighted node; ``dst`` is written only on success.
     """
-    from onnxruntime.quantization import quantize_static
-
     options = options or StaticInt8Options()
     src, dst = Path(src), Path(dst)
     model = _load(src)
@@ -448,12 +432,22 @@ def quantize_static_int8(
         "nodes_to_exclude": list(options.nodes_to_exclude) + (_output_ops(model) if options.float_outputs else []),
         "use_external_data_format": model_bytes(src) > BIG_MODEL_BYTES,
         "extra_options": extra,
+        "calibrator_options": calibrator_options(options.calibrate_method, percentile=options.percentile),
     }
+
+    def run(out: Path) -> None:
+        kwargs = _ort_kwargs(ort_params)
+        ranges = calibrate(
+            src, feeds, options.calibrate_method, op_types=kwargs["op_types_to_quantize"],
+            percentile=options.percentile, use_external_data=kwargs["use_external_data_format"], scratch=out.parent,
+        )
+        quantize_with_ranges(src, out, ranges, kwargs)
+
     return _quantize(
         "static",
         src,
         dst,
-        lambda out: quantize_static(str(src), str(out), _reader(feeds), **_ort_kwargs(ort_params)),
+        run,
         model=model,
         wanted=wanted,
         exclude=options.nodes_to_exclude,
