@@ -65,7 +65,7 @@ def deploy(
     ] = "latency",
     device: Annotated[str | None, typer.Option(help="Device profile name or YAML path (default: this host)")] = None,
     precision: Annotated[
-        str, typer.Option(help="auto, fp32, fp16, int8, int8-dynamic (what the target offers)")
+        str, typer.Option(help="auto, fp32, fp16, bf16, int8, int8-dynamic (what the target offers: `edgeopt targets`)")
     ] = "auto",
     calib: Annotated[Path | None, typer.Option(help="Calibration data: .npz or an image folder")] = None,
     eval_: Annotated[Path | None, typer.Option("--eval", help="Evaluation data (.npz with optional 'labels')")] = None,

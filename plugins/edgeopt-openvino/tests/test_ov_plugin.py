@@ -12,7 +12,7 @@ from edgeopt.errors import TargetUnavailable
 from edgeopt.plugins import TargetRegister, get_plugin_manager
 
 import edgeopt_openvino
-from edgeopt_openvino.devices import absent_reason, device_present, target_spec
+from edgeopt_openvino.devices import absent_reason, computes_bf16, device_present, target_spec
 
 
 def _registered() -> dict:
@@ -35,7 +35,8 @@ def test_manager_loads_the_installed_plugin(monkeypatch: pytest.MonkeyPatch) -> 
     assert {"edgeopt_register_targets", "edgeopt_plan", "edgeopt_compile", "edgeopt_runner"} <= set(status.hooks)
     target = pm.target("openvino")
     assert target.available and target.reason == ""
-    assert target.precisions == ("fp32", "fp16", "int8")
+    bf16 = ("bf16",) if computes_bf16("CPU") else ()  # offered only where the CPU computes bf16
+    assert target.precisions == ("fp32", "fp16", *bf16, "int8")
     assert target.device_kinds == ("cpu",)
     assert "devices found: CPU" in target.description
 
@@ -73,7 +74,8 @@ def test_missing_nncf_drops_int8_and_says_what_to_install(monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "nncf", None)  # importlib.util.find_spec("nncf") is then None
     target = _registered()["openvino"]
     assert target.available
-    assert target.precisions == ("fp32", "fp16")
+    bf16 = ("bf16",) if computes_bf16("CPU") else ()
+    assert target.precisions == ("fp32", "fp16", *bf16)
     assert "pip install nncf" in target.description
 
 
