@@ -107,13 +107,17 @@ def run_search(ctx: CandidateContext, plans: list[tuple], precision: str) -> Sea
 def _run_search(ctx: CandidateContext, plans: list[tuple], precision: str) -> Search:
     search = Search()
     for plan, origin in plans:
+        if origin == "variant" and (won := _accepted_like(search, plan.precision)) is not None:
+            search.add(Candidate(plan, "skipped", f"{SKIPPED_VARIANT} ({won})", origin=origin), None)
+            continue
         candidate, runner = evaluate_plan(ctx, plan, len(search.candidates), origin=origin,
                                           force=not search.candidates)
         if origin == "baseline":
             candidate = replace(candidate, status="baseline" if candidate.status == "accepted" else candidate.status,
                                 origin="plan")
         search.add(candidate, runner)
-    quantized = [c for c in search.candidates if c.plan.precision not in FLOAT_PRECISIONS
+    # the fallback rescues integer plans: an accepted bf16/fp16 model does not make a refused int8 one moot
+    quantized = [c for c in search.candidates if c.plan.precision.startswith("int8")
                  and (precision == "auto" or c.plan.precision == precision)]
     bases = [c for c in quantized if c.status == "refused" and c.compiled is not None]
     if not bases or any(c.status == "accepted" for c in quantized):
@@ -140,6 +144,15 @@ def _run_search(ctx: CandidateContext, plans: list[tuple], precision: str) -> Se
         "recovered": any(c.status == "accepted" for c, _ in steps),
     }
     return search
+
+
+SKIPPED_VARIANT = "skipped: a plan of the same precision was already accepted"
+"""Reason of a calibration/granularity variant not built: variants exist to rescue accuracy, not speed."""
+
+
+def _accepted_like(search: Search, precision: str) -> str | None:
+    """The label of an accepted candidate of ``precision`` (the target's own plans), or None."""
+    return next((c.label for c in search.candidates if c.status == "accepted" and c.plan.precision == precision), None)
 
 
 def report_sensitivity(ctx: CandidateContext, search: Search, chosen: Candidate) -> None:

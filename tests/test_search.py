@@ -221,3 +221,58 @@ def test_digits_auto_within_half_a_point_and_not_slower_than_fp32(tmp_path, monk
     ).manifest
     assert again["search"]["cache"]["hits"] == sum(c["status"] != "skipped" for c in again["candidates"])
     assert again["search"]["elapsed_s"] < m["search"]["elapsed_s"]
+
+
+def _stub_search(monkeypatch, statuses: dict[str, str]):
+    """``_run_search`` with evaluation stubbed: each plan label gets the status in ``statuses``."""
+    import edgeopt.search as search_mod
+    from edgeopt.candidates import Candidate
+    from edgeopt.types import Compiled, Metrics
+
+    built: list[str] = []
+
+    def evaluate_plan(ctx, plan, index, *, origin="plan", force=False):
+        built.append(plan.label)
+        status = statuses[plan.label]
+        metrics = Metrics("fidelity:cosine", 100.0, 98.0, 2.0 if status == "refused" else 0.0)
+        compiled = Compiled(directory=Path("."), model_file="m", files=("m",), plan=plan, runtime="stub")
+        return Candidate(plan, status, "", compiled, metrics, origin=origin), None
+
+    class Ranked:
+        def ranked(self):
+            return []
+
+    class Ctx:
+        def out_of_time(self):
+            return False
+
+    monkeypatch.setattr(search_mod, "evaluate_plan", evaluate_plan)
+    monkeypatch.setattr(search_mod, "analyse", lambda ctx, base: Ranked())
+    return search_mod, Ctx(), built
+
+
+def test_accuracy_variants_are_skipped_once_a_plan_of_their_precision_is_accepted(monkeypatch) -> None:
+    from edgeopt.types import Plan
+
+    search_mod, ctx, built = _stub_search(monkeypatch, {"fp32": "accepted", "int8": "accepted",
+                                                        "int8 per-tensor": "accepted", "bf16": "accepted"})
+    plans = [(Plan("t", "fp32", label="fp32"), "plan"), (Plan("t", "int8", label="int8"), "plan"),
+             (Plan("t", "int8", label="int8 per-tensor", granularity="per-tensor"), "variant"),
+             (Plan("t", "bf16", label="bf16"), "plan")]
+    found = search_mod._run_search(ctx, plans, "auto")
+    assert built == ["fp32", "int8", "bf16"]
+    skipped = found.candidates[2]
+    assert skipped.status == "skipped" and search_mod.SKIPPED_VARIANT in skipped.reason and "(int8)" in skipped.reason
+
+
+def test_fallback_is_tried_for_refused_int8_even_when_bf16_was_accepted(monkeypatch) -> None:
+    from edgeopt.types import Plan
+
+    search_mod, ctx, built = _stub_search(monkeypatch, {"fp32": "accepted", "int8": "refused",
+                                                        "int8 entropy": "refused", "bf16": "accepted"})
+    plans = [(Plan("t", "fp32", label="fp32"), "plan"), (Plan("t", "int8", label="int8"), "plan"),
+             (Plan("t", "int8", label="int8 entropy", calibration="entropy"), "variant"),
+             (Plan("t", "bf16", label="bf16"), "plan")]
+    found = search_mod._run_search(ctx, plans, "auto")
+    assert built == ["fp32", "int8", "int8 entropy", "bf16"]  # nothing accepted at int8: the variant runs
+    assert found.notes == ["no mixed-precision fallback from int8: no node could be ranked"]
