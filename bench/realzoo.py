@@ -102,11 +102,13 @@ def run_watched(cmd: list[str], *, env: dict, cwd: Path, logs: Path, max_rss: in
             time.sleep(interval_s)
         rc = proc.wait()
     seconds = time.perf_counter() - began
-    left = [p for p in seen.values() if _alive(p)]
+    _, alive = psutil.wait_procs([p for p in seen.values() if _alive(p)], timeout=2)  # grace for exiting workers
+    left = [p for p in alive if _alive(p)]
+    names = [f"{p.pid}:{_name(p)}" for p in left]
     _kill(left)
     return {"rc": rc, "seconds": round(seconds, 1), "peak_rss": peak, "killed_by_bench": reason,
             "stdout": out_path.read_text(errors="replace"), "stderr": err_path.read_text(errors="replace"),
-            "left_running": [f"{p.pid}:{_name(p)}" for p in left]}  # fmt: skip
+            "left_running": names}  # fmt: skip
 
 
 def _alive(p: psutil.Process) -> bool:
@@ -118,7 +120,7 @@ def _alive(p: psutil.Process) -> bool:
 
 def _name(p: psutil.Process) -> str:
     try:
-        return p.name()
+        return " ".join(p.cmdline())[:160] or p.name()
     except psutil.Error:
         return "?"
 
@@ -203,12 +205,27 @@ def time_child(artifact: str, model: str, eval_: str, stacked: str, n: int, budg
     k = int(np.clip(0.05 / max(per_run, 1e-6), 1, 50))
     stats = measure_interleaved({"ort_fp32": Plain(), "edgeopt": Artifact()}, feeds, warmup=10, runs_per_round=k,
                                 budget_s=budget_s, min_rounds=5, settle_runs=2)  # fmt: skip
-    ref, got = session.run(None, feeds[0])[0], list(predictor(feeds[0]).values())[0]
-    cos = float(np.dot(ref.ravel(), np.asarray(got, ref.dtype).ravel())
-                / (np.linalg.norm(ref) * np.linalg.norm(got) + 1e-12))  # fmt: skip
     plain, ours = stats["ort_fp32"], stats["edgeopt"]
     return {"verified": True, "ort_fp32_p50_ms": plain.p50 * 1e3, "edgeopt_p50_ms": ours.p50 * 1e3,
-            "speedup": plain.p50 / ours.p50, "runs": ours.runs, "cosine_first_sample": cos}  # fmt: skip
+            "speedup": plain.p50 / ours.p50, "runs": ours.runs,
+            "min_cosine": min_cosine(session, predictor, feeds)}  # fmt: skip
+
+
+def min_cosine(session, predictor, feeds: list[dict]) -> float | None:  # noqa: ANN001 - ORT session, Predictor
+    """The bench's own check, independent of the manifest: the lowest cosine between the artifact's and plain
+    ORT fp32's float outputs (paired by position, skipping pairs of different sizes) over ``feeds``; ``None``
+    when no output pair qualifies."""
+    worst = None
+    for feed in feeds:
+        for ref, got in zip(session.run(None, feed), predictor(feed).values(), strict=True):
+            if np.asarray(ref).dtype.kind != "f":
+                continue
+            a, b = np.asarray(ref, np.float64).ravel(), np.asarray(got, np.float64).ravel()
+            if a.size != b.size:
+                continue
+            cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+            worst = cos if worst is None else min(worst, cos)
+    return worst
 
 
 def time_artifact(row: dict, model: zoo.Model, files: dict[str, Path], eval_: Path, *, n: int, budget_s: float) -> dict:
@@ -257,8 +274,11 @@ def markdown(rows: list[dict]) -> str:
         if "speedup" in r:
             speed = f"{r['speedup']:.2f}× ({r['ort_fp32_p50_ms']:.2f}→{r['edgeopt_p50_ms']:.2f} ms)"
         notes = "; ".join(x for x in (r.get("error", ""), r.get("timing_error", ""), *r.get("broken", [])) if x)
+        judged = quality(r.get("metrics"))
+        if r.get("min_cosine") is not None:
+            judged += f"; bench min cos {r['min_cosine']:.4f}"
         cells = [r["model"], r["kind"], r["size_mb"], r["outcome"], plan, r.get("seconds", ""),
-                 r.get("peak_rss_gib", ""), speed, quality(r.get("metrics")), notes.replace("|", "/")]  # fmt: skip
+                 r.get("peak_rss_gib", ""), speed, judged, notes.replace("|", "/")]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
