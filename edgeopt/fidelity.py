@@ -3,7 +3,8 @@
 Without labels a candidate is judged against the original model's outputs. Cosine of the raw outputs is
 stricter than most tasks (a CTC recognizer whose per-position class scores drift while every decoded
 character stays the same) and looser than others (an embedding whose padded positions dominate). So the
-first output is read as one of these kinds, from its shape and values alone (never from names), and the
+first output that carries the answer (the first float output: integer outputs are often inputs passed
+through, such as token ids) is read as one of these kinds, from its shape and values alone (never from names), and the
 proxy of that kind guards the budget:
 
 - ``classifier`` — ``[N, C]`` scores or 1-D labels: ``top1_agreement``, % of samples with the same top class.
@@ -48,6 +49,8 @@ class Proxy:
     """Key in the fidelity dict and the metric name after ``fidelity:`` (e.g. ``position_top1``)."""
     why: str
     """One line for the manifest and report: what was detected."""
+    output: int = 0
+    """Index of the output the proxy reads."""
 
 
 def _is_distribution(a: np.ndarray) -> bool:
@@ -94,17 +97,34 @@ def attention_mask(inputs: Mapping[str, np.ndarray] | None, n: int, t: int) -> n
 
 
 def choose_proxy(reference: Sequence[np.ndarray], inputs: Mapping[str, np.ndarray] | None = None) -> Proxy:
-    """The proxy for these reference outputs (the first output decides; see the module docstring).
+    """The proxy for these reference outputs (the first float output decides; see the module docstring).
 
     A ``[N, C]`` output that is not a distribution is judged as an embedding only when it is the model's
     only output and C is larger than a classifier's typical head (> 32): logits of a 10-class classifier
     stay a classifier."""
     if not reference:
         return Proxy("other", "cosine", "no outputs")
-    first = np.asarray(reference[0])
+    index = _judged_output(reference)
+    proxy = _choose(np.asarray(reference[index]), len(reference), inputs)
+    return Proxy(proxy.kind, proxy.name, proxy.why.replace("output 0", f"output {index}"), index)
+
+
+def _judged_output(reference: Sequence[np.ndarray]) -> int:
+    """The first output that carries the model's answer: a float output (integer outputs are often inputs passed
+    through, such as token ids), else a 1-D label output, else output 0."""
+    for i, out in enumerate(reference):
+        if np.asarray(out).dtype.kind == "f":
+            return i
+    for i, out in enumerate(reference):
+        if output_kind(np.asarray(out)) == "classifier":
+            return i
+    return 0
+
+
+def _choose(first: np.ndarray, outputs: int, inputs: Mapping[str, np.ndarray] | None) -> Proxy:
     kind = output_kind(first)
     shape = list(first.shape)
-    if kind == "embedding" and first.ndim == 2 and (first.shape[1] <= 32 or len(reference) > 1):
+    if kind == "embedding" and first.ndim == 2 and (first.shape[1] <= 32 or outputs > 1):
         kind = "classifier"
     if kind == "classifier":
         return Proxy(kind, "top1_agreement", f"output 0 {shape}: class scores")
@@ -163,7 +183,7 @@ def proxy_scores(
 
     ``cosine`` and ``top1_agreement`` come from ``edgeopt.metrics.fidelity`` for every model; this adds the
     kind-specific ones."""
-    r, c = np.asarray(reference[0]), np.asarray(candidate[0])
+    r, c = np.asarray(reference[proxy.output]), np.asarray(candidate[proxy.output])
     if proxy.name == "position_top1":
         return {"position_top1": float(np.mean(np.argmax(r, -1) == np.argmax(c, -1)) * 100.0)}
     if proxy.name == "pixel_top1":

@@ -92,3 +92,18 @@ def test_attention_mask_needs_zero_one_integers_of_the_output_length() -> None:
     assert attention_mask({"m": good.astype(np.float32)}, 2, 3) is None
     assert attention_mask({"m": good}, 2, 4) is None
     assert attention_mask({"m": np.vstack([good, good])}, 2, 3) is not None  # a final partial batch dropped
+
+
+def test_integer_pass_through_outputs_are_not_what_is_judged() -> None:
+    n, t, d = 5, 8, 16
+    ids = RNG.integers(0, 1000, (n, t))
+    mask = np.ones((n, t), np.int64)
+    mask[:, 5:] = 0
+    emb = RNG.normal(size=(n, t, d)).astype(np.float32)
+    proxy = choose_proxy([ids, emb, mask], {"input_ids": ids, "attention_mask": mask})
+    assert proxy.output == 1 and proxy.name == "embedding_cosine" and proxy.why.startswith("output 1")
+    noisy = emb.copy()
+    noisy[:, 5:] += 10  # only padded positions differ
+    m = evaluate([ids, emb, mask], [ids, noisy, mask], labels=None, synthetic=True,
+                 inputs={"input_ids": ids, "attention_mask": mask})
+    assert m.metric == "fidelity:embedding_cosine" and m.drop == pytest.approx(0.0, abs=1e-6)
