@@ -13,7 +13,15 @@ from collections.abc import Callable
 import onnx
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
-from tests.security.fuzz_mutators_names import ATTRIBUTES, INVALID_UTF8, NAMES, PLACEHOLDER, SHAPES
+from tests.security.fuzz_mutators_names import (
+    ATTRIBUTES,
+    INVALID_UTF8,
+    NAMES,
+    PLACEHOLDER,
+    SHAPES,
+    _graphs,
+    _nodes,
+)
 
 HUGE_DIMS = (-1, 0, -(2**40), 2**31, 2**40, 2**62, 2**63 - 1)
 OPS = (
@@ -32,22 +40,6 @@ LOCATIONS = (
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def _graphs(model: onnx.ModelProto) -> list[onnx.GraphProto]:
-    found, stack = [], [model.graph]
-    while stack:
-        graph = stack.pop()
-        found.append(graph)
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == AttributeProto.GRAPH:
-                    stack.append(attr.g)
-                stack.extend(attr.graphs)
-    return found
-
-
-def _nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    nodes = [n for g in _graphs(model) for n in g.node]
-    return nodes + [n for f in model.functions for n in f.node]
 
 
 def _value_infos(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
