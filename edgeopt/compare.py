@@ -333,17 +333,18 @@ def _run(
     for info in usable:
         events.step(f"searching target {info.name}")
         try:
-            searches[info.name] = search_target(request, prepared, info, device, pm=pm, events=events)
+            found = search_target(request, prepared, info, device, pm=pm, events=events)
         except EdgeoptError as exc:
             rows.append(TargetResult(info.name, "failed", exc.message, hint=exc.hint))
-    entries: dict[str, _Entry] = {}
-    try:  # each target's candidates against each other only, the other runtimes' sessions already closed
-        for found in searches.values():
+            continue
+        searches[info.name] = found
+        # each target's candidates are timed against each other right after its search, then their sessions are
+        # closed: only one target's runners are ever open, which bounds memory and keeps other runtimes idle
+        try:
             time_searches([found], prepared, budget_s=request.timing_s, events=events)
+        finally:
             found.close()
-    finally:
-        for found in searches.values():
-            found.close()
+    entries: dict[str, _Entry] = {}
     for name, found in searches.items():
         try:
             selection = select(found.candidates, precision=request.precision,
