@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Proxy", "attention_mask", "choose_proxy", "output_kind", "proxy_scores"]
+__all__ = ["Proxy", "attention_mask", "choose_proxy", "cosine_rows", "output_kind", "proxy_scores"]
 
 MAP_THRESHOLD = 0.5
 """Threshold of a probability map for ``map_iou``."""
@@ -141,7 +141,8 @@ def _choose(first: np.ndarray, outputs: int, inputs: Mapping[str, np.ndarray] | 
     return Proxy(kind, "cosine", f"output 0 {shape}: all outputs compared by cosine")
 
 
-def _cosine_rows(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+def cosine_rows(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Cosine of each row pair of two ``[n, k]`` arrays; two zero rows count 1.0, one zero row 0.0."""
     nr, nc = np.linalg.norm(r, axis=1), np.linalg.norm(c, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         cos = np.where((nr == 0) & (nc == 0), 1.0, np.where((nr == 0) | (nc == 0), 0.0,
@@ -196,7 +197,7 @@ def proxy_scores(
     if proxy.name == "embedding_cosine":
         mask = attention_mask(inputs, r.shape[0], r.shape[1]) if r.ndim == 3 else None
         pr, pc = _pooled(r, mask), _pooled(c, mask)
-        out = {"embedding_cosine": float(np.mean(_cosine_rows(pr, pc)) * 100.0)}
+        out = {"embedding_cosine": float(np.mean(cosine_rows(pr, pc)) * 100.0)}
         rank = _rank_corr(pr, pc)
         if rank is not None:
             out["similarity_rank_corr"] = rank

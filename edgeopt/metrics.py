@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt.errors import CompileError, DataError
-from edgeopt.fidelity import choose_proxy, proxy_scores
+from edgeopt.fidelity import choose_proxy, cosine_rows, proxy_scores
 from edgeopt.types import Dataset, Metrics, Runner
 
 Outputs = Sequence[np.ndarray]
@@ -358,10 +358,7 @@ def fidelity(reference: Outputs, candidate: Outputs) -> dict[str, float]:
         return result
     if r.shape[1] == 1:
         r, c = r.T, c.T
-    dot = np.sum(r * c, axis=1)
-    nr, nc = np.linalg.norm(r, axis=1), np.linalg.norm(c, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cos = np.where((nr == 0) & (nc == 0), 1.0, np.where((nr == 0) | (nc == 0), 0.0, dot / (nr * nc)))
+    cos = cosine_rows(r, c)
     result["cosine"] = float(np.clip(np.mean(cos), -1.0, 1.0)) if len(cos) else 1.0
     signal, noise = float(np.sum(r**2)), float(np.sum((r - c) ** 2))
     if noise == 0:

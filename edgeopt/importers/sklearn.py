@@ -55,6 +55,11 @@ def _load_pickle(path: Path, options: ImportOptions) -> Any:
         estimator = joblib.load(path)
     except Exception as exc:  # unpickling raises anything the pickled code raises
         raise ModelError(f"cannot load {path}: {type(exc).__name__}: {exc}") from exc
+    return _checked_estimator(estimator, path)
+
+
+def _checked_estimator(estimator: Any, path: Path) -> Any:
+    """``estimator`` when it is a scikit-learn estimator, else ``ModelError`` naming what ``path`` held."""
     if not is_estimator(estimator):
         raise ModelError(f"{path} holds a {type(estimator).__name__}, not a scikit-learn estimator")
     return estimator
@@ -80,9 +85,7 @@ def _load_skops(path: Path) -> Any:
         estimator = sio.load(path)
     except Exception as exc:  # skops raises many kinds for inconsistent archives
         raise ModelError(f"cannot load {path}: {type(exc).__name__}: {exc}") from exc
-    if not is_estimator(estimator):
-        raise ModelError(f"{path} holds a {type(estimator).__name__}, not a scikit-learn estimator")
-    return estimator
+    return _checked_estimator(estimator, path)
 
 
 def _n_features(estimator: Any, options: ImportOptions) -> int:
