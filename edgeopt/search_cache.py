@@ -10,9 +10,8 @@ Stored per key: the compiled files, the candidate's outputs on the evaluation da
 any metric and ``--max-drop`` is judged afresh on reuse), and ``record.json`` (sha256 of every file, the
 Compiled fields). A hit is used only after every stored file's sha256 is re-checked; a mismatch drops the
 entry. Timings are never cached: reused candidates are timed again with the fresh ones (timing is cheap
-and depends on the machine's current state). Location: ``$EDGEOPT_CACHE_DIR``, else the user's cache
-directory (``$XDG_CACHE_HOME/edgeopt``, ``~/.cache/edgeopt``, ``~/Library/Caches/edgeopt``,
-``%LOCALAPPDATA%\\edgeopt``), subfolder ``search``.
+and depends on the machine's current state). Location: the ``search`` folder of edgeopt's cache folder
+(``edgeopt.settings.cache_dir``: ``$EDGEOPT_CACHE_DIR``, else the platform's user cache folder).
 
 Size: at most ``$EDGEOPT_CACHE_MAX_MB`` (default 2048) MiB; ``evict`` removes the least recently used
 entries (a hit refreshes an entry's time) until the cache fits, once per search.
@@ -25,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -35,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from edgeopt.artifact import file_sha256
+from edgeopt.settings import cache_dir
 from edgeopt.types import Compiled, Dataset, PassSpec, Plan
 
-CACHE_ENV = "EDGEOPT_CACHE_DIR"
 MAX_MB_ENV = "EDGEOPT_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 2048
 FORMAT = 1
@@ -45,16 +43,8 @@ FORMAT = 1
 
 
 def cache_root() -> Path:
-    """Where the search cache lives (see the module docstring); not created here."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    if sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    elif os.name == "nt":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "edgeopt" / "search"
+    """Where the search cache lives: ``cache_dir("search")`` (see the module docstring); not created here."""
+    return cache_dir("search")
 
 
 def cache_limit_bytes() -> int:

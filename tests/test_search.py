@@ -150,7 +150,7 @@ def test_cache_reuses_verified_candidates_and_ignores_the_cwd(outlier, tmp_path,
     assert [c["drop"] for c in second["candidates"]] == [c["drop"] for c in first["candidates"]]
     assert all(c["latency_p50_s"] for c in ran if c["status"] != "duplicate")  # timed again
     # a stored file that no longer matches its sha256 is never reused
-    stored = sorted((tmp_path / "cache").glob("*/*/files/model.onnx"))
+    stored = sorted((tmp_path / "cache" / "search").glob("*/*/files/model.onnx"))
     blob = bytearray(stored[0].read_bytes())
     blob[len(blob) // 2] ^= 1
     stored[0].write_bytes(bytes(blob))

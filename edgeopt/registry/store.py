@@ -1,9 +1,9 @@
 """The deployment registry: an SQLite file (WAL mode) every deploy appends to.
 
 Where: ``EDGEOPT_REGISTRY`` names the database file (or a directory to hold ``registry.db``);
-``EDGEOPT_REGISTRY=off`` turns the registry off; unset, it lives in the user's data directory
-(``$XDG_DATA_HOME/edgeopt`` or ``~/.local/share/edgeopt``; ``~/Library/Application Support/edgeopt``;
-``%LOCALAPPDATA%\\edgeopt``). Every write is one ``BEGIN IMMEDIATE`` transaction, so concurrent deploys
+``EDGEOPT_REGISTRY=off`` turns the registry off; unset, it is ``registry.db`` in edgeopt's data folder
+(``edgeopt.settings.data_dir``: ``$EDGEOPT_DATA_DIR``, else the platform's user data folder).
+Every write is one ``BEGIN IMMEDIATE`` transaction, so concurrent deploys
 from many processes each get their own version number and none is lost; readers never block writers.
 The database must be on a local filesystem (SQLite's WAL needs shared memory).
 """
@@ -15,7 +15,6 @@ import datetime as _dt
 import json
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import fields, replace
@@ -24,6 +23,7 @@ from typing import Any
 
 from edgeopt.registry.records import DeploymentRecord
 from edgeopt.registry.refs import RegistryError, check_name, check_stage, parse_ref
+from edgeopt.settings import data_dir
 
 SCHEMA_VERSION = 1
 OFF_VALUES = ("off", "0", "false", "no", "none")
@@ -75,13 +75,8 @@ CREATE INDEX IF NOT EXISTS deployments_artifact ON deployments (artifact_path);
 
 
 def default_registry_dir() -> Path:
-    """The user's data directory for edgeopt (no third-party dependency)."""
-    home = Path.home()
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local") / "edgeopt"
-    if sys.platform == "darwin":
-        return home / "Library" / "Application Support" / "edgeopt"
-    return Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / "edgeopt"
+    """The folder of the default registry: edgeopt's data folder (``edgeopt.settings.data_dir``)."""
+    return data_dir()
 
 
 def registry_path() -> Path | None:

@@ -86,6 +86,8 @@ def test_environment_selects_the_database(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     if sys.platform.startswith("linux"):
         assert registry_path() == tmp_path / "data" / "edgeopt" / "registry.db"
+    monkeypatch.setenv("EDGEOPT_DATA_DIR", str(tmp_path / "kept"))
+    assert registry_path() == tmp_path / "kept" / "registry.db"
 
 
 def test_the_test_suite_never_touches_the_real_registry(tmp_path_factory):

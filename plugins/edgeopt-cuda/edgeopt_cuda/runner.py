@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 from edgeopt.errors import CompileError, InputSpecError, TargetUnavailable
 from edgeopt.feeds import ORT_DTYPES, feeds_mismatch, ort_signature
+from edgeopt.plugins import cache_dir
 
 from edgeopt_cuda.config import CachePaths, EpConfig, provider_options
 from edgeopt_cuda.runtime import import_onnxruntime
@@ -126,22 +126,18 @@ class BoundSession:
         return self.download()
 
 
-def cache_root_for(directory: Path, *, env: Mapping[str, str] | None = None) -> Path:
+def cache_root_for(directory: Path) -> Path:
     """Where TensorRT engines for a model in ``directory`` are cached.
 
     A compile work directory keeps them in ``trt_cache/`` beside the model (not listed in the artifact's
     files). An artifact (it has ``manifest.json``) must stay exactly as hashed, so its engines go to the
-    user cache: ``$EDGEOPT_CACHE_DIR/tensorrt``, else ``$XDG_CACHE_HOME/edgeopt/tensorrt``, else
-    ``~/.cache/edgeopt/tensorrt``.
+    ``tensorrt`` folder of edgeopt's cache folder (``edgeopt.plugins.cache_dir``: ``$EDGEOPT_CACHE_DIR``, else
+    the platform's user cache folder).
     """
-    env = os.environ if env is None else env
     directory = Path(directory)
     if not (directory / "manifest.json").exists():
         return directory / "trt_cache"
-    if env.get("EDGEOPT_CACHE_DIR"):
-        return Path(env["EDGEOPT_CACHE_DIR"]) / "tensorrt"
-    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "edgeopt" / "tensorrt"
+    return cache_dir("tensorrt")
 
 
 def engine_cache(cache_root: Path, model: bytes, config: EpConfig, batch: int) -> CachePaths:

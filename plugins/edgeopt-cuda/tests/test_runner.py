@@ -105,14 +105,17 @@ def test_dynamic_batch_beyond_the_tensorrt_profile_is_refused(tmp_path: Path) ->
         model_for_batch(dyn.path, 16, config)
 
 
-def test_engine_cache_location(tmp_path: Path) -> None:
-    assert cache_root_for(tmp_path / "candidate-0", env={}) == tmp_path / "candidate-0" / "trt_cache"
+def test_engine_cache_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A work dir keeps its engines; an artifact's go to the core's cache folder, ``tensorrt/`` in it."""
+    assert cache_root_for(tmp_path / "candidate-0") == tmp_path / "candidate-0" / "trt_cache"
     artifact = tmp_path / "model-cuda.edgeopt"
     artifact.mkdir()
     (artifact / "manifest.json").write_text("{}")
-    assert cache_root_for(artifact, env={"EDGEOPT_CACHE_DIR": "/x"}) == Path("/x/tensorrt")
-    assert cache_root_for(artifact, env={"XDG_CACHE_HOME": "/y"}) == Path("/y/edgeopt/tensorrt")
-    assert cache_root_for(artifact, env={}) == Path.home() / ".cache" / "edgeopt" / "tensorrt"
+    monkeypatch.setenv("EDGEOPT_CACHE_DIR", "/x")
+    assert cache_root_for(artifact) == Path("/x/tensorrt")
+    monkeypatch.delenv("EDGEOPT_CACHE_DIR")
+    monkeypatch.setattr("platformdirs.user_cache_dir", lambda app, appauthor=None: f"/platform/{app}")
+    assert cache_root_for(artifact) == Path("/platform/edgeopt/tensorrt")
 
 
 def test_engines_are_kept_apart_by_model_settings_and_batch(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ Which interpreter converts, first match wins:
 1. ``EDGEOPT_LITERT_PYTHON``: an interpreter the user points at;
 2. this interpreter, when the converter packages are importable here (``pip install
    'edgeopt-edgetpu[convert]'`` into a dedicated environment);
-3. the toolchain environment under the user cache directory
-   (``$XDG_CACHE_HOME/edgeopt/toolchains/litert-<key>``, or ``EDGEOPT_TOOLCHAIN_DIR``), ``<key>`` being
+3. the toolchain environment ``litert-<key>`` in ``EDGEOPT_TOOLCHAIN_DIR``, else in the ``toolchains``
+   folder of edgeopt's cache folder (``edgeopt.plugins.cache_dir("toolchains")``), ``<key>`` being
    a hash of the requirement lines, the torch/numpy/onnx versions it reuses from here, this environment's
    site-packages path, the Python version and the platform, so a change of any of them builds a new one.
 
@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeopt.errors import TargetError
+from edgeopt.plugins import cache_dir
 
 PYTHON_ENV = "EDGEOPT_LITERT_PYTHON"
 DIR_ENV = "EDGEOPT_TOOLCHAIN_DIR"
@@ -114,12 +115,8 @@ def toolchain_key() -> str:
 
 def toolchain_dir() -> Path:
     """Where the cached toolchain for this environment lives (whether or not it exists)."""
-    root = os.environ.get(DIR_ENV)
-    if root:
-        base = Path(root)
-    else:
-        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        base = Path(cache) / "edgeopt" / "toolchains"
+    root = os.environ.get(DIR_ENV, "").strip()
+    base = Path(root).expanduser() if root else cache_dir("toolchains")
     return base / f"litert-{toolchain_key()}"
 
 

@@ -160,6 +160,15 @@ def test_toolchain_lookup_order(isolated_cache: Path, monkeypatch: pytest.Monkey
     assert toolchain.find_toolchain() == toolchain.Toolchain(Path(sys.executable), "env")
 
 
+def test_toolchain_folder_is_in_the_core_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``EDGEOPT_TOOLCHAIN_DIR`` the toolchain lives in ``toolchains/`` of edgeopt's cache folder."""
+    monkeypatch.delenv(toolchain.DIR_ENV, raising=False)
+    monkeypatch.setenv("EDGEOPT_CACHE_DIR", str(tmp_path / "cache"))
+    assert toolchain.toolchain_dir().parent == tmp_path / "cache" / "toolchains"
+    monkeypatch.setenv(toolchain.DIR_ENV, str(tmp_path / "mine"))
+    assert toolchain.toolchain_dir().parent == tmp_path / "mine"
+
+
 def test_toolchain_key_follows_its_requirements(monkeypatch: pytest.MonkeyPatch) -> None:
     before = toolchain.toolchain_key()
     monkeypatch.setattr(toolchain, "REQUIREMENTS", (*toolchain.REQUIREMENTS, "extra-package"))
