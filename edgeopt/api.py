@@ -76,6 +76,12 @@ def deploy(
 ) -> Deployment:
     """Optimize ``model`` for ``target`` and write a verified artifact; see ``DeployRequest``.
 
+    ``model`` is a path to an ``.onnx`` file, a ``.keras`` file or a scikit-learn ``.joblib``/``.pkl``/
+    ``.skops`` file; a ``"package.module:factory"`` string naming a function that returns a torch module
+    (with ``weights=`` a ``.safetensors`` or ``.pt`` state dict); or the object itself: an ``onnx.ModelProto``,
+    a ``torch.nn.Module`` (give ``input_shapes``), a Keras model or a fitted scikit-learn estimator.
+    ``input_shapes`` is ``{input name: dims}``, or plain dims for a single-input model.
+
     ``calib``/``eval`` take an ``.npz`` path, a folder of images, a mapping of arrays, or any
     iterable of feed dicts. Without them edgeopt uses synthetic inputs and says so. ``metric`` is a
     name from ``edgeopt.metrics`` or a callable ``(outputs, labels) -> float`` (higher is better);
@@ -87,6 +93,14 @@ def deploy(
     streaming model's recurrent state, output -> input (None: detected; ``{}``: none; ``edgeopt.stream``).
     ``max_memory`` (bytes, or a size such as ``"2GiB"``) bounds each candidate build, run in a worker process;
     a build past it is a failed candidate (None: 60% of the available memory; ``edgeopt.build_worker``).
+
+    Returns the ``Deployment`` (its ``path`` and ``manifest``). Raises a subclass of ``edgeopt.errors.EdgeoptError``,
+    with ``.code``, ``.message`` and ``.hint``, when it cannot (docs/errors.md): ``ModelError`` (E1xx) for a model
+    it cannot read or refuses, ``InputSpecError``/``DataError`` (E2xx) for shapes or data that do not fit,
+    ``TargetError``/``TargetUnavailable``/``DeviceError`` (E3xx), ``PluginError`` (E400), ``CompileError`` (E5xx)
+    when no candidate builds, ``AccuracyBudgetExceeded`` (E600) when none stays within ``max_drop``,
+    ``OutputPathError`` (E710), ``MissingExtraError`` (E900). Nothing is left at ``out`` when it raises.
+    Warnings (synthetic data, ...) are issued as ``edgeopt.errors.EdgeoptWarning`` unless ``events`` is given.
     """
     if input_shapes is None:
         shapes: dict[str, tuple[int, ...]] = {}
@@ -196,9 +210,17 @@ class Predictor:
         """A streaming model's recurrent state, output -> input: feed each call's state outputs back as the next
         call's state inputs (``stream`` does)."""
 
-    def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one inference. Feeds that fit go straight to the runtime; on an input error the feeds are
-        checked against the model's inputs and cast to their dtypes, then tried once more."""
+    def __call__(self, feeds: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        """Run one inference. ``feeds`` maps input names to arrays; a model with one input also takes the bare
+        array. Feeds that fit go straight to the runtime; on an input error the feeds are checked against the
+        model's inputs and cast to their dtypes, then tried once more. Raises ``InputSpecError`` (E200) for
+        feeds that do not fit."""
+        if not isinstance(feeds, Mapping):
+            if len(self.inputs) != 1:
+                names = ", ".join(s.name for s in self.inputs)
+                raise InputSpecError(f"this model has {len(self.inputs)} inputs ({names}); a bare array fits only "
+                                     "a single-input model", hint="pass a dict {input name: array}")
+            feeds = {self.inputs[0].name: np.asarray(feeds)}
         began = time.perf_counter()
         try:
             outputs = self._runner.run(feeds)
@@ -340,7 +362,10 @@ def profile(
     if constants:
         arrays = {k: np.full_like(v, constants[k]) if k in constants else v for k, v in data.arrays.items()}
         data = replace(data, arrays=arrays)
-    size = sum(f["bytes"] for name, f in manifest["files"].items() if name != "report.md")
+    # the size deploy measured on the same hashed model files (reports excluded), so both commands agree
+    size = (manifest.get("profile") or {}).get("size_bytes")
+    if size is None:
+        size = sum(f["bytes"] for name, f in manifest["files"].items() if not name.startswith("report."))
     result = profile_runner(
         checked_batches(
             lambda b: pm.runner(
@@ -386,8 +411,8 @@ def targets(*, plugin_manager: PluginManager | None = None) -> list[TargetInfo]:
 
 
 def devices() -> list[DeviceProfile]:
-    """Every device profile edgeopt knows."""
-    return list_profiles()
+    """Every device profile edgeopt knows, ``host`` (this machine, as ``device=None`` uses it) included."""
+    return list_profiles(include_host=True)
 
 
 def plugins(*, plugin_manager: PluginManager | None = None) -> list[PluginStatus]:

@@ -32,7 +32,7 @@ from edgeopt.compress.sdk import compress_for_deploy
 from edgeopt.compress.spec import CompressionSpec
 from edgeopt.compress.target_timing import stages_on_target
 from edgeopt.data import load_dataset, synthetic_dataset
-from edgeopt.errors import DataError, InputSpecError, ModelError, TargetError
+from edgeopt.errors import DataError, EdgeoptWarning, InputSpecError, ModelError, TargetError
 from edgeopt.graph import inspect_model, load_model
 from edgeopt.hardware import get_profile, host_profile
 from edgeopt.harness import peak_memory, profile_runner
@@ -129,13 +129,14 @@ class Deployment:
 
 
 class LogEvents:
-    """Default Events for the SDK: steps to the log, warnings through ``warnings.warn``."""
+    """Default Events for the SDK: steps to the ``edgeopt`` log, warnings through ``warnings.warn`` as
+    ``EdgeoptWarning``."""
 
     def step(self, message: str) -> None:
         log.info(message)
 
     def warn(self, message: str) -> None:
-        warnings.warn(message, stacklevel=3)
+        warnings.warn(message, EdgeoptWarning, stacklevel=3)
 
 
 def resolve_device(name: str | None, target: TargetInfo) -> DeviceProfile:

@@ -2,10 +2,25 @@
 
 Each carries a stable ``code`` (documented in docs/errors.md), a message saying what is wrong, and a
 ``hint`` saying what to do next. The CLI prints ``error[CODE]: message`` and the hint on one line
-each, never a traceback (unless ``EDGEOPT_DEBUG=1``).
+each, never a traceback (unless ``EDGEOPT_DEBUG=1``), and exits with the class's ``exit_status`` (one per
+error family, documented in docs/errors.md; ``exit_status_for_code`` maps a code to it).
+
+``EdgeoptWarning`` is the category of every warning the SDK issues (``warnings.warn(..., EdgeoptWarning)``),
+so ``warnings.filterwarnings("error", category=EdgeoptWarning)`` turns them into failures.
 """
 
 from __future__ import annotations
+
+INTERNAL_EXIT_STATUS = 70
+"""Exit status of a bug (any exception that is not an ``EdgeoptError``): sysexits' EX_SOFTWARE."""
+
+INTERRUPTED_EXIT_STATUS = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+class EdgeoptWarning(UserWarning):
+    """Category of the warnings edgeopt issues: synthetic calibration data, a slower quantized model shipped
+    on request, a plugin hook that failed without stopping the run, ..."""
 
 
 class EdgeoptError(Exception):
@@ -13,6 +28,8 @@ class EdgeoptError(Exception):
 
     code = "E000"
     default_hint = ""
+    exit_status = 1
+    """The CLI's exit status for this error; subclasses inherit their family's."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -27,6 +44,7 @@ class CommandLineError(EdgeoptError):
     """The command line cannot be parsed: an unknown option, a missing argument, a value of the wrong type."""
 
     code = "E010"
+    exit_status = 2
     default_hint = "run `edgeopt COMMAND --help` for the options"
 
 
@@ -34,6 +52,7 @@ class ModelError(EdgeoptError):
     """The model file or object cannot be read, checked or converted."""
 
     code = "E100"
+    exit_status = 4
     default_hint = "check that the file is a complete, valid model (try `edgeopt inspect MODEL`)"
 
 
@@ -60,6 +79,7 @@ class InputSpecError(EdgeoptError):
     """Input shapes, dtypes or names given by the user do not match the model."""
 
     code = "E200"
+    exit_status = 5
     default_hint = "run `edgeopt inspect MODEL` to see the model's inputs"
 
 
@@ -67,6 +87,7 @@ class DataError(EdgeoptError):
     """Calibration or evaluation data cannot be read or does not fit the model."""
 
     code = "E210"
+    exit_status = 5
     default_hint = "data is an .npz whose keys are the model's input names (plus optional 'labels')"
 
 
@@ -74,6 +95,7 @@ class TargetError(EdgeoptError):
     """Unknown target, or a target that cannot be used here."""
 
     code = "E300"
+    exit_status = 6
     default_hint = "run `edgeopt targets` to list targets and why any are unavailable"
 
 
@@ -81,12 +103,14 @@ class TargetUnavailable(TargetError):
     """The target exists but cannot run on this machine (missing package, no device)."""
 
     code = "E310"
+    exit_status = 7
 
 
 class DeviceError(EdgeoptError):
     """Unknown or invalid device profile."""
 
     code = "E320"
+    exit_status = 6
     default_hint = "run `edgeopt devices` to list device profiles"
 
 
@@ -94,6 +118,7 @@ class PluginError(EdgeoptError):
     """A plugin failed to load, register or run a hook."""
 
     code = "E400"
+    exit_status = 8
     default_hint = "run `edgeopt plugins` to see each plugin's status; disable it with EDGEOPT_PLUGINS"
 
 
@@ -101,6 +126,7 @@ class CompileError(EdgeoptError):
     """A target failed to produce a working model."""
 
     code = "E500"
+    exit_status = 9
 
 
 class ConversionError(CompileError):
@@ -120,6 +146,7 @@ class AccuracyBudgetExceeded(EdgeoptError):
     """No candidate stays within the accuracy budget."""
 
     code = "E600"
+    exit_status = 10
     default_hint = "raise --max-drop, give real --calib data, or choose --precision fp32"
 
 
@@ -127,6 +154,7 @@ class ArtifactError(EdgeoptError):
     """An artifact is missing, incomplete or fails its hash check."""
 
     code = "E700"
+    exit_status = 11
     default_hint = "re-run `edgeopt deploy`; never edit files inside an artifact"
 
 
@@ -134,6 +162,7 @@ class OutputPathError(EdgeoptError):
     """The output location cannot be written."""
 
     code = "E710"
+    exit_status = 11
     default_hint = "choose a writable --out directory with free space"
 
 
@@ -141,6 +170,7 @@ class RegistryError(EdgeoptError):
     """The registry cannot be opened, or a name, version or stage is not in it."""
 
     code = "E800"
+    exit_status = 12
     default_hint = "run `edgeopt models` to list registered deployments"
 
 
@@ -148,4 +178,25 @@ class MissingExtraError(EdgeoptError):
     """A feature the user asked for needs an optional package that is not installed (an edgeopt extra)."""
 
     code = "E900"
+    exit_status = 13
     default_hint = "install the extra the message names, e.g. pip install 'edgeopt[torch]'"
+
+
+def error_classes() -> list[type[EdgeoptError]]:
+    """Every error class defined here, the base first."""
+    found: list[type[EdgeoptError]] = []
+    pending: list[type[EdgeoptError]] = [EdgeoptError]
+    while pending:
+        cls = pending.pop(0)
+        if cls.__module__ == __name__ and cls not in found:
+            found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def exit_status_for_code(code: str) -> int:
+    """The CLI's exit status for an error code (``"E310"`` -> 7); 1 for a code no class here has (a plugin's)."""
+    for cls in error_classes():
+        if cls.code == code:
+            return cls.exit_status
+    return EdgeoptError.exit_status

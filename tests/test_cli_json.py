@@ -13,6 +13,7 @@ import typer
 
 import edgeopt.cli as cli
 from edgeopt.cli.failures import wants_json
+from edgeopt.errors import INTERNAL_EXIT_STATUS, ModelError, exit_status_for_code
 from tests.security.helpers import ROOT, run_cli
 
 KNOWN_JSON_COMMANDS = {
@@ -94,14 +95,14 @@ def test_a_failure_under_json_is_one_error_object(argv, code, tmp_path, capsys, 
         pytest.skip("the edgeopt-edgetpu plugin is not installed")
     args = [a.format(tmp=tmp_path, digits=ROOT / "examples" / "digits" / "digits_cnn.onnx") for a in argv]
     status, out, err = _main([*args, "--json"], capsys, monkeypatch)
-    assert status == 1, err
+    assert status == exit_status_for_code(code) and status not in (0, 1, 2), err
     _one_error_object(out, err, code)
     assert not list(tmp_path.glob("*.edgeopt")) and not list(tmp_path.glob("*.html"))
 
 
 def test_without_json_stdout_stays_empty_and_stderr_has_the_line(tmp_path, capsys, monkeypatch) -> None:
     status, out, err = _main(["inspect", str(tmp_path / "missing.onnx")], capsys, monkeypatch)
-    assert status == 1 and out == ""
+    assert status == ModelError.exit_status and out == ""
     assert err.startswith("error[E100]: model file ") and "\n  hint: " in err
 
 
@@ -113,9 +114,12 @@ def test_a_bug_under_json_is_still_one_object_then_its_traceback(capsys, monkeyp
 
     monkeypatch.setattr(edgeopt.api, "devices", broken)
     monkeypatch.setattr(sys, "argv", ["edgeopt", "devices", "--json"])
-    with pytest.raises(KeyError):
+    with pytest.raises(SystemExit) as info:
         cli.main()
-    error = json.loads(capsys.readouterr().out)["error"]
+    assert info.value.code == INTERNAL_EXIT_STATUS
+    out, err = capsys.readouterr()
+    assert "Traceback" in err and "KeyError: 'oops'" in err
+    error = json.loads(out)["error"]
     assert error["code"] == "E000" and error["message"] == "internal error: KeyError: 'oops'"
 
 
@@ -126,7 +130,7 @@ def test_json_is_only_what_comes_before_a_double_dash() -> None:
 
 def test_the_console_script_prints_the_json_error_and_nothing_else(tmp_path) -> None:
     result = run_cli("deploy", str(tmp_path / "missing.onnx"), "--json", cwd=tmp_path, env={"EDGEOPT_REGISTRY": "off"})
-    assert result.returncode == 1
+    assert result.returncode == ModelError.exit_status
     assert json.loads(result.stdout) == {"error": {
         "code": "E100", "message": f"model file {tmp_path / 'missing.onnx'} not found",
         "hint": "check the path (and the current directory)"}}

@@ -96,7 +96,7 @@ def test_tampered_artifact_refuses_to_load(digits_artifact, tmp_path):
     with pytest.raises(ArtifactError, match="model.onnx"):
         edgeopt.load(copy)
     result = cli("verify", str(copy), cwd=tmp_path)
-    assert result.returncode == 1 and "model.onnx" in result.stderr
+    assert result.returncode == ArtifactError.exit_status and "model.onnx" in result.stderr
 
 
 def test_resnet50_opset9_int8_with_synthetic_calibration(tmp_path):

@@ -26,7 +26,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
 import edgeopt  # noqa: E402
-from edgeopt.errors import DataError  # noqa: E402
+from edgeopt.errors import DataError, UnsafeModelError  # noqa: E402
 from edgeopt.metrics import metric_suite  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def test_pickled_pipeline_needs_trust(tmp_path):
     model, *_ = _fitted("logistic")
     joblib.dump(model, tmp_path / "model.joblib")
     result = cli("deploy", "model.joblib", cwd=tmp_path)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == UnsafeModelError.exit_status and "Traceback" not in result.stderr
     assert "pickle" in result.stderr and "--trust-pickle" in result.stderr
     assert not list(tmp_path.glob("*.edgeopt"))
 

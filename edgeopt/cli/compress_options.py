@@ -13,29 +13,39 @@ from edgeopt.errors import InputSpecError
 if TYPE_CHECKING:
     from rich.console import Console
 
+PANEL = "Compression (torch models, before the search)"
+
 PruneOpt = Annotated[
     str | None,
-    typer.Option("--prune", help="Prune first: structured:RATIO (channels), unstructured:RATIO, "
-                 "unstructured-global:RATIO or 2:4 (torch models; needs --train)"),
+    typer.Option("--prune", help="Prune first: structured:RATIO, unstructured:RATIO, unstructured-global:RATIO "
+                 "or 2:4 (needs --train)", rich_help_panel=PANEL),
 ]
-DistillOpt = Annotated[bool, typer.Option("--distill", help="Fine-tune with distillation from the original model")]
+DistillOpt = Annotated[
+    bool, typer.Option("--distill", help="Fine-tune with distillation from the original", rich_help_panel=PANEL)
+]
 ClusterOpt = Annotated[
-    int | None, typer.Option("--cluster", help="Share weights: k-means per layer to N clusters (2..256)")
+    int | None, typer.Option("--cluster", help="Share weights: k-means per layer to N clusters (2..256)",
+                             rich_help_panel=PANEL)
 ]
 BinarizeOpt = Annotated[
-    bool, typer.Option("--binarize", help="Experimental: sign weights with per-channel scales (small networks)")
+    bool, typer.Option("--binarize", help="Experimental: sign weights, per-channel scales", rich_help_panel=PANEL)
 ]
 QatOpt = Annotated[
-    bool, typer.Option("--qat", help="Quantization-aware training when post-training int8 misses --max-drop")
+    bool, typer.Option("--qat", help="Quantization-aware training when int8 misses --max-drop", rich_help_panel=PANEL)
 ]
 TrainOpt = Annotated[
-    Path | None, typer.Option("--train", help="Training data for fine-tuning: .npz (inputs + labels) or image folder")
+    Path | None, typer.Option("--train", help="Fine-tuning data: .npz (inputs + labels) or image folder",
+                              rich_help_panel=PANEL)
 ]
-EpochsOpt = Annotated[int, typer.Option("--epochs", help="Fine-tuning epochs per step (early stopping may end sooner)")]
-OptimizerOpt = Annotated[str, typer.Option("--optimizer", help="adam or sgd")]
-LrOpt = Annotated[float, typer.Option("--lr", help="Fine-tuning learning rate")]
-ScheduleOpt = Annotated[str, typer.Option("--lr-schedule", help="cosine, step or none")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for fine-tuning (same inputs, same model)")]
+EpochsOpt = Annotated[
+    int, typer.Option("--epochs", help="Fine-tuning epochs per step (may stop early)", rich_help_panel=PANEL)
+]
+OptimizerOpt = Annotated[str, typer.Option("--optimizer", help="adam or sgd", rich_help_panel=PANEL)]
+LrOpt = Annotated[float, typer.Option("--lr", help="Fine-tuning learning rate", rich_help_panel=PANEL)]
+ScheduleOpt = Annotated[str, typer.Option("--lr-schedule", help="cosine, step or none", rich_help_panel=PANEL)]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Fine-tuning seed (same inputs, same model)", rich_help_panel=PANEL)
+]
 
 
 def compression_spec(

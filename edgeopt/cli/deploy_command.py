@@ -10,8 +10,12 @@ import typer
 from rich.console import Console
 
 from edgeopt.cli import compress_options as co
-from edgeopt.cli.options import parse_input_shapes, parse_int_list, parse_state
+from edgeopt.cli.options import non_negative, parse_input_shapes, parse_int_list, parse_state, positive
 from edgeopt.cli.render import candidates_table, fmt_bytes, fmt_num, print_profile_extras, profile_table
+
+TARGET, DATA, MODEL, TIMING, SEARCH, OUTPUT = (
+    "Target", "Accuracy and data", "Model input", "Timing", "Search", "Output"
+)
 
 
 class CliEvents:
@@ -55,66 +59,103 @@ def deploy(
         typer.Argument(help="An .onnx file, 'package.module:factory' (torch), a .keras file, or a .joblib (sklearn)"),
     ],
     target: Annotated[
-        str, typer.Option("--target", "-t", help="Target (see `edgeopt targets`), or auto: compare, deploy the best")
+        str, typer.Option("--target", "-t", help="Target (`edgeopt targets`), or auto: compare all, deploy the best",
+                          rich_help_panel=TARGET)
     ] = "cpu",
     targets: Annotated[
-        str | None, typer.Option(help="With --target auto: comma-separated targets to compare (default: all)")
+        str | None, typer.Option(help="With --target auto: targets to compare, e.g. cpu,openvino (default: all)",
+                                 rich_help_panel=TARGET)
     ] = None,
     objective: Annotated[
-        str, typer.Option(help="With --target auto: latency (p50), latency-p90 or throughput (samples/s, SLO on p90)")
+        str, typer.Option(help="With --target auto: latency (p50), latency-p90 or throughput", rich_help_panel=TARGET)
     ] = "latency",
-    device: Annotated[str | None, typer.Option(help="Device profile name or YAML path (default: this host)")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Device profile (`edgeopt devices`) or YAML path (default: host)",
+                                 rich_help_panel=TARGET)
+    ] = None,
     precision: Annotated[
-        str, typer.Option(help="auto, fp32, fp16, bf16, int8, int8-dynamic (what the target offers: `edgeopt targets`)")
+        str, typer.Option(help="auto, fp32, fp16, bf16, int8 or int8-dynamic (per target: `edgeopt targets`)",
+                          rich_help_panel=TARGET)
     ] = "auto",
-    calib: Annotated[Path | None, typer.Option(help="Calibration data: .npz or an image folder")] = None,
-    eval_: Annotated[Path | None, typer.Option("--eval", help="Evaluation data (.npz with optional 'labels')")] = None,
+    calib: Annotated[
+        Path | None, typer.Option(help="Calibration data: .npz or an image folder", rich_help_panel=DATA)
+    ] = None,
+    eval_: Annotated[
+        Path | None, typer.Option("--eval", help="Evaluation data: .npz, optional 'labels'", rich_help_panel=DATA)
+    ] = None,
     max_drop: Annotated[
-        float, typer.Option(help="Largest accepted drop of the metric, in its own units (points for accuracy)")
+        float, typer.Option(help="Largest accepted metric drop, in the metric's units (accuracy: points)",
+                            rich_help_panel=DATA, callback=non_negative)
     ] = 1.0,
     metric: Annotated[
         str | None,
-        typer.Option(
-            help="accuracy, top5, precision_macro, recall_macro, f1_macro, mse, mae, r2, fidelity:top1_agreement, "
-            "fidelity:cosine (default: inferred)"
-        ),
+        typer.Option(help="accuracy, top5, f1_macro, mse, r2, fidelity:cosine, … (default: inferred; "
+                          "docs/accuracy-search.md)", rich_help_panel=DATA),
     ] = None,
-    input_shape: Annotated[list[str] | None, typer.Option(help="NAME=1x3x224x224, or DIMS for a single input")] = None,
+    input_shape: Annotated[
+        list[str] | None, typer.Option(help="NAME=1x3x224x224, or DIMS for a single input", rich_help_panel=MODEL)
+    ] = None,
     state: Annotated[
         list[str] | None,
-        typer.Option(help="Recurrent state of a streaming model: OUTPUT=INPUT fed back each call (repeatable); "
-                     "none: no state (default: detected where names and shapes make it obvious)"),
+        typer.Option(help="Streaming model state OUTPUT=INPUT fed back each call (repeatable), or none "
+                          "(default: detected)", rich_help_panel=MODEL),
     ] = None,
-    batch: Annotated[str, typer.Option(help="Batch sizes to profile, e.g. 1,4,8")] = "1",
-    slo_ms: Annotated[float | None, typer.Option(help="Latency SLO: pick the largest batch whose p90 meets it")] = None,
-    out: Annotated[Path | None, typer.Option(help="Artifact directory (default: ./<model>-<target>.edgeopt)")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Weights for a torch factory (.safetensors or .pt)")] = None,
-    trust_pickle: Annotated[bool, typer.Option(help="Allow pickled models (runs code from the file!)")] = False,
+    weights: Annotated[
+        Path | None, typer.Option(help="Weights for a torch factory (.safetensors or .pt)", rich_help_panel=MODEL)
+    ] = None,
+    trust_pickle: Annotated[
+        bool, typer.Option("--trust-pickle", help="Allow pickled models (runs code from the file!)",
+                           rich_help_panel=MODEL)
+    ] = False,
     trust_code: Annotated[
-        bool, typer.Option(help="Allow Keras Lambda/custom layers in a .keras file (runs code from the file!)")
+        bool, typer.Option("--trust-code", help="Allow Keras Lambda/custom layers (runs code from the file!)",
+                           rich_help_panel=MODEL)
     ] = False,
+    batch: Annotated[str, typer.Option(help="Batch sizes to profile, e.g. 1,4,8", rich_help_panel=TIMING)] = "1",
+    slo_ms: Annotated[
+        float | None, typer.Option(help="Latency SLO: the largest batch whose p90 meets it", rich_help_panel=TIMING,
+                                   callback=positive)
+    ] = None,
+    runs: Annotated[
+        int | None, typer.Option(help="Timed runs per configuration (default: by --timing-s)", rich_help_panel=TIMING,
+                                 callback=positive)
+    ] = None,
+    timing_s: Annotated[
+        float, typer.Option(help="Seconds of timing per candidate and batch", rich_help_panel=TIMING,
+                            callback=positive)
+    ] = 2.0,
+    threads: Annotated[
+        int | None, typer.Option(help="Intra-op threads (default: the plan's)", rich_help_panel=TIMING,
+                                 callback=positive)
+    ] = None,
     force_precision: Annotated[
-        bool, typer.Option(help="Ship the requested precision even if slower than fp32")
+        bool, typer.Option("--force-precision", help="Ship the asked precision even if slower than fp32",
+                           rich_help_panel=SEARCH)
     ] = False,
-    runs: Annotated[int | None, typer.Option(help="Timed runs per configuration (default: by time budget)")] = None,
-    timing_s: Annotated[float, typer.Option(help="Seconds of timing per candidate and batch")] = 2.0,
-    threads: Annotated[int | None, typer.Option(help="Intra-op threads (default: the plan's choice)")] = None,
     budget_s: Annotated[
         float | None,
-        typer.Option(help="Time limit in seconds for the whole candidate search; candidates not reached are skipped"),
+        typer.Option(help="Time limit of the candidate search; candidates not reached are skipped",
+                     rich_help_panel=SEARCH, callback=positive),
     ] = None,
     max_memory: Annotated[
         str | None,
-        typer.Option(help="Memory each candidate build may use, e.g. 2GiB or 1500MB; a build past it is a failed "
-                     "candidate (default: 60% of the available memory)"),
+        typer.Option(help="Memory one candidate build may use, e.g. 2GiB (default: 60% of available)",
+                     rich_help_panel=SEARCH),
     ] = None,
     no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Compile and evaluate every candidate afresh (ignore the search cache)")
+        bool, typer.Option("--no-cache", help="Build every candidate afresh (ignore the search cache)",
+                           rich_help_panel=SEARCH)
     ] = False,
-    name: Annotated[
-        str | None, typer.Option(help="Name in the deployment registry (default: the model file's stem)")
+    out: Annotated[
+        Path | None, typer.Option(help="Artifact folder (default: ./<model>-<target>.edgeopt)", rich_help_panel=OUTPUT)
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
+    name: Annotated[
+        str | None, typer.Option(help="Name in the deployment registry (default: the model's stem)",
+                                 rich_help_panel=OUTPUT)
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print exactly one JSON object on stdout", rich_help_panel=OUTPUT)
+    ] = False,
     prune: co.PruneOpt = None,
     distill: co.DistillOpt = False,
     cluster: co.ClusterOpt = None,

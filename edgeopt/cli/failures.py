@@ -3,9 +3,10 @@ error as exactly one JSON object on stdout, so a script that parses the output a
 
 ``{"error": {"code": "E600", "message": "...", "hint": "..."}}``
 
-Errors edgeopt raises on purpose (``EdgeoptError``) exit 1. A command line Typer cannot parse (unknown
-option, missing argument, bad value) is ``CommandLineError`` (E010) and exits 2, as Click does. Anything
-else is a bug: under ``--json`` it still prints the JSON object (code E000), then the traceback on stderr.
+Errors edgeopt raises on purpose (``EdgeoptError``) exit with their class's ``exit_status`` (docs/errors.md).
+A command line Typer cannot parse (unknown option, missing argument, bad value) is ``CommandLineError`` (E010)
+and exits 2, as Click does. Anything else is a bug: under ``--json`` it still prints the JSON object (code
+E000), then the traceback on stderr, and exits 70.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ def _emit(code: str, message: str, hint: str, *, as_json: bool) -> None:
 
 
 def edgeopt_failure(exc: EdgeoptError, *, as_json: bool) -> int:
-    """Print ``exc`` (stderr; stdout too under ``--json``); the exit status, 1."""
+    """Print ``exc`` (stderr; stdout too under ``--json``); the exit status, ``exc.exit_status``."""
     _emit(exc.code, exc.message, exc.hint, as_json=as_json)
-    return 1
+    return int(getattr(exc, "exit_status", 1))
 
 
 def usage_failure(exc: Exception, *, as_json: bool) -> int:

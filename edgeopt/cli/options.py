@@ -58,3 +58,21 @@ def parse_state(values: Iterable[str] | None) -> dict[str, str] | None:
                                  hint="write --state OUTPUT=INPUT (the output fed back as that input), or --state none")
         pairs[out.strip()] = inp.strip()
     return pairs
+
+
+def positive(value: float | None) -> float | None:
+    """Typer callback: a number option must be above 0 (None: not given). Checked before any work starts."""
+    import typer
+
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"must be above 0, got {value:g}")
+    return value
+
+
+def non_negative(value: float | None) -> float | None:
+    """Typer callback: a number option must be 0 or more (None: not given)."""
+    import typer
+
+    if value is not None and value < 0:
+        raise typer.BadParameter(f"must be 0 or more, got {value:g}")
+    return value

@@ -85,7 +85,7 @@ def test_lambda_file_is_refused_by_the_cli_with_one_line(tmp_path):
     model = keras.Model(inputs, outputs)
     save(model, tmp_path / "lam.keras")
     result = cli("deploy", "lam.keras", cwd=tmp_path)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == UnsafeModelError.exit_status and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error[")]
     assert len(errors) == 1 and "Lambda layer 'twice'" in errors[0], result.stderr
     assert "--trust-code" in result.stderr

@@ -14,6 +14,7 @@ import pytest
 
 import edgeopt
 from edgeopt.artifact import verify_artifact
+from edgeopt.errors import RegistryError
 from edgeopt.plugins import get_plugin_manager, hookimpl
 from edgeopt.registry import Registry, diff_records, open_registry, registered
 from edgeopt.registry.recording import register_deployment
@@ -145,7 +146,8 @@ def test_promote_and_rollback_change_what_load_returns(lifecycle, monkeypatch):
     with edgeopt.load("registry:digits:2") as p:
         assert p.manifest["plan"]["precision"] == "int8"
     bad = cli("rollback", "digits", cwd=work, env_registry=env)
-    assert bad.returncode == 1 and "nothing to roll back" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == RegistryError.exit_status and "nothing to roll back" in bad.stderr
+    assert "Traceback" not in bad.stderr
     listing = json.loads(cli("models", "--json", cwd=work, env_registry=env).stdout)
     assert [(r["ref"], r["stages"]) for r in listing] == [("digits:1", ["production"]), ("digits:2", [])]
     shown = cli("show", "digits:2", cwd=work, env_registry=env)

@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edgeopt.errors import exit_status_for_code
+
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "examples" / "digits" / "digits_cnn.onnx"
 FAST = ("--precision", "fp32", "--runs", "3", "--timing-s", "0.05")
@@ -75,14 +77,16 @@ def run_cli(
 def assert_one_line_error(
     result: CliResult, *, code: str | Sequence[str], mentions: Sequence[str] = (), cwd: Path | None = None
 ) -> str:
-    """Exit 1, exactly one ``error[CODE]`` line naming every ``mentions`` (case-insensitive), a hint, no
-    traceback, nothing on stdout, and (with ``cwd``) no artifact or temp dir left in ``cwd``. Returns the line."""
-    assert result.returncode == 1, f"exit {result.returncode}\n{result.stderr}"
+    """The error class's exit status, exactly one ``error[CODE]`` line naming every ``mentions``
+    (case-insensitive), a hint, no traceback, nothing on stdout,
+    and (with ``cwd``) no artifact or temp dir left in ``cwd``. Returns the line."""
     assert "Traceback" not in result.stderr, result.stderr
     lines = result.error_lines
     assert len(lines) == 1, result.stderr
     codes = (code,) if isinstance(code, str) else tuple(code)
     assert any(lines[0].startswith(f"error[{c}]") for c in codes), lines[0]
+    status = exit_status_for_code(lines[0][len("error["):].split("]")[0])
+    assert result.returncode == status, f"exit {result.returncode}, not {status}\n{result.stderr}"
     for needle in mentions:
         assert needle.lower() in lines[0].lower(), f"{needle!r} not in {lines[0]!r}"
     hints = [line for line in result.stderr.splitlines() if line.strip().startswith("hint:")]
