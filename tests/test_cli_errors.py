@@ -1,4 +1,4 @@
-"""Bad input through the real CLI: one clear line, exit code 1, no traceback, nothing written."""
+"""Bad input through the real CLI: one clear line, the error class's exit status, no traceback, nothing written."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from edgeopt.errors import ArtifactError, exit_status_for_code
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits" / "digits_cnn.onnx"
@@ -20,10 +22,10 @@ def edgeopt(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def assert_clean_failure(result: subprocess.CompletedProcess, *, mentions: str, cwd: Path) -> None:
-    assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error[")]
     assert len(lines) == 1, result.stderr
+    assert result.returncode == exit_status_for_code(lines[0][6:10]) > 2, result.stderr
     assert mentions.lower() in lines[0].lower(), lines[0]
     assert "hint:" in result.stderr
     assert result.stdout == ""
@@ -76,4 +78,5 @@ def test_unsupported_precision(tmp_path):
 @pytest.mark.parametrize("command", [["verify", "nowhere.edgeopt"], ["profile", "nowhere.edgeopt"]])
 def test_missing_artifact(tmp_path, command):
     result = edgeopt(*command, cwd=tmp_path)
-    assert result.returncode == 1 and "Traceback" not in result.stderr and "error[E7" in result.stderr
+    assert result.returncode == ArtifactError.exit_status and "Traceback" not in result.stderr
+    assert "error[E7" in result.stderr
