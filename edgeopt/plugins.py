@@ -339,7 +339,11 @@ class PluginManager:
             raise TargetError(f"unknown target {name!r} (known: {known})")
         info = matches[0]
         if require_available and not info.available:
-            raise TargetUnavailable(f"target {name!r} is unavailable: {info.reason}", hint=info.reason)
+            raise TargetUnavailable(
+                f"target {name!r} is unavailable: {info.reason}",
+                hint="do what the reason says, or pick an available target (`edgeopt targets`; --target auto "
+                     "compares those)",
+            )
         return info
 
     def import_model(self, source: object, options: ImportOptions, workdir: Path) -> Graph | None:
