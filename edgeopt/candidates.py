@@ -24,6 +24,7 @@ from edgeopt.memory_limit import memory_limit_bytes
 from edgeopt.metrics import check_outputs, evaluate, metric_unit, run_outputs
 from edgeopt.plugins import PluginManager
 from edgeopt.search_cache import SearchCache, plan_identity
+from edgeopt.significance import NEGLIGIBLE, Contender, choose, ratio_ci
 from edgeopt.types import (
     Compiled,
     Dataset,
@@ -37,12 +38,6 @@ from edgeopt.types import (
     TargetInfo,
 )
 
-SLOWER_MARGIN = 1.03
-"""A quantized candidate counts as slower than fp32 when its p50 exceeds fp32's by more than this ratio
-(3% absorbs timer noise between interleaved rounds)."""
-AUTO_SPEEDUP_MARGIN = 1.05
-"""With ``--precision auto`` a reduced-precision candidate must beat fp32's p50 by at least this ratio to be
-chosen: a model that is only as fast as fp32 within timer noise buys accuracy risk for nothing."""
 FLOAT_PRECISIONS = ("fp32",)
 """Precisions that have nothing to fall back from."""
 SKIPPED_BUDGET = "skipped: search budget (--budget-s) spent before this candidate"
@@ -80,6 +75,10 @@ class Candidate:
     when it was not built in the worker (reused from the cache, or built in this process)."""
     error: EdgeoptError | None = field(default=None, compare=False, repr=False)
     """The error a ``failed`` candidate's build or run raised (its ``reason`` is the message)."""
+    choice: dict | None = field(default=None, compare=False, repr=False)
+    """On the selected candidate only: how it was chosen (``edgeopt.significance.Choice.to_dict``: the latency
+    ratios with confidence intervals, and whether it was tied and what broke the tie); the manifest's
+    ``decision``."""
 
     @property
     def label(self) -> str:
@@ -398,8 +397,17 @@ def refusal(tried: Sequence[Candidate], *, precision: str, max_drop: float) -> A
     )
 
 
+def _contender(c: Candidate) -> Contender:
+    size = sum((c.compiled.directory / f).stat().st_size for f in c.compiled.files) if c.compiled else None
+    return Contender(c.label, c.latency.samples if c.latency else (), size_bytes=size,
+                     drop=c.metrics.drop if c.metrics else None, precision=c.plan.precision)
+
+
 def select(candidates: Sequence[Candidate], *, precision: str, force_precision: bool, max_drop: float) -> Selection:
-    """The fastest accepted candidate of the requested precision, guarded against being slower than fp32."""
+    """The fastest accepted candidate of the requested precision, or when others are not distinguishable from
+    it (``edgeopt.significance``: bootstrap interval of the p50 ratio) the tie-break's pick among them
+    (smaller file, higher quality, fp32); a reduced precision measurably slower than fp32 ships fp32 unless
+    ``force_precision``."""
     accepted = [c for c in candidates if c.status in ("accepted", "baseline") and c.latency is not None]
     wanted = [c for c in accepted if precision == "auto" or c.plan.precision == precision]
     if not wanted:
@@ -407,29 +415,24 @@ def select(candidates: Sequence[Candidate], *, precision: str, force_precision: 
         if tried and all(c.status == "failed" and isinstance(c.error, ConversionError) for c in tried):
             raise tried[0].error  # type: ignore[misc] - nothing was measured: not an accuracy-budget error
         raise refusal(tried, precision=precision, max_drop=max_drop)
-    best = min(wanted, key=lambda c: c.latency.p50)  # type: ignore[union-attr]
+    by_label = {c.label: c for c in reversed(wanted)}  # a repeated label names its fastest-listed first one
+    choice = choose([_contender(c) for c in by_label.values()])
+    best = by_label[choice.chosen]
     warnings: list[str] = []
     fp32 = next((c for c in accepted if c.plan.precision == "fp32"), None)
-    if fp32 is not None and best is not fp32 and best.plan.precision != "fp32":
+    if fp32 is not None and best.plan.precision != "fp32" and fp32.label not in by_label:
+        ci = ratio_ci(best.latency.samples, fp32.latency.samples)  # type: ignore[union-attr]
         ratio = best.latency.p50 / fp32.latency.p50  # type: ignore[union-attr]
-        if precision == "auto" and ratio * AUTO_SPEEDUP_MARGIN > 1.0:
-            warnings.append(
-                f"{best.label} measured only {1 / ratio:.2f}x the speed of fp32 (under the "
-                f"{AUTO_SPEEDUP_MARGIN:.2f}x that --precision auto asks of a reduced precision); shipping fp32"
-            )
+        slower = ci.slower if ci is not None else ratio > 1.0 + NEGLIGIBLE
+        measured = f"{ratio:.2f}x slower than fp32" + (f" (95% CI {ci.low:.3f}-{ci.high:.3f})" if ci else "")
+        if slower and force_precision:
+            warnings.append(f"{best.label} measured {measured} on this device; shipping it because "
+                            "--force-precision was given")
+        elif slower:
+            warnings.append(f"{best.label} measured {measured} on this device; shipping fp32 instead "
+                            "(use --force-precision to ship the slower model)")
             best = fp32
-        elif ratio > SLOWER_MARGIN:
-            if force_precision:
-                warnings.append(
-                    f"{best.label} measured {ratio:.2f}x slower than fp32 on this device; shipping it because "
-                    "--force-precision was given"
-                )
-            else:
-                warnings.append(
-                    f"{best.label} measured {ratio:.2f}x slower than fp32 on this device; shipping fp32 instead "
-                    "(use --force-precision to ship the slower model)"
-                )
-                best = fp32
+    best = replace(best, choice=choice.to_dict() if best is by_label.get(best.label) else None)
     if best.status == "baseline":
         best = replace(best, status="accepted")
     return Selection(best, tuple(warnings))

@@ -45,6 +45,7 @@ from edgeopt.hostinfo import physical_cores
 from edgeopt.metrics import metric_unit
 from edgeopt.passes.batch import checked_batches
 from edgeopt.plugins import PluginManager, get_plugin_manager
+from edgeopt.significance import Choice, Contender, choose
 from edgeopt.types import DeviceProfile, LatencyStats, Runner, RunSettings, TargetInfo
 
 SETTLE_RUNS = 2
@@ -98,7 +99,7 @@ class TargetResult:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["setting"] = asdict(self.setting) if self.setting else None
-        out["latency"] = asdict(self.latency) if self.latency else None
+        out["latency"] = {k: v for k, v in asdict(self.latency).items() if k != "samples"} if self.latency else None
         out["units"] = metric_unit(self.metric) if self.metric else None
         out["settings_tried"] = list(self.settings_tried)
         out["candidates"] = list(self.candidates)
@@ -297,7 +298,22 @@ def _row(name: str, entry: _Entry, energy: tuple[float | None, str]) -> TargetRe
     )
 
 
-def _why(objective: str, winner: TargetResult, rows: Sequence[TargetResult]) -> str:
+def _pick(timed: Sequence[TargetResult], objective: str, slo_ms: float | None) -> tuple[TargetResult, Choice | None]:
+    """The best row for the objective; rows within noise of it (``edgeopt.significance``, same SLO class) are
+    tied and the tie-break picks among them. No choice is made from rows timed without samples."""
+    key = rank_key(objective, slo_ms)
+    first = min(timed, key=lambda r: key(r.latency))  # type: ignore[arg-type]
+    peers = [r for r in timed if key(r.latency)[:-1] == key(first.latency)[:-1]]  # type: ignore[arg-type]
+    if any(not r.latency or not r.latency.samples for r in peers):
+        return first, None
+    statistic = LATENCY_FIGURE.get(objective, "mean")  # throughput: mean time per sample
+    scale = (lambda r: 1.0) if objective in LATENCY_FIGURE else (lambda r: 1.0 / r.latency.batch)
+    choice = choose([Contender(r.target, [t * scale(r) for t in r.latency.samples], size_bytes=r.size_bytes,
+                               drop=r.drop, precision=r.precision) for r in peers], statistic=statistic)
+    return next(r for r in peers if r.target == choice.chosen), choice
+
+
+def _why(objective: str, winner: TargetResult, rows: Sequence[TargetResult], choice: Choice | None = None) -> str:
     others = [r for r in rows if r.latency is not None and r is not winner]
     w = winner.latency
     assert w is not None and winner.setting is not None
@@ -314,6 +330,8 @@ def _why(objective: str, winner: TargetResult, rows: Sequence[TargetResult]) -> 
         return f"{r.target} {theirs * 1e3:.3g} ms ({theirs / ours:.2f}x)"
 
     parts = [part(r) for r in others if r.latency is not None]
+    if choice is not None and choice.is_tie:
+        return f"{text}; {choice.statement()}; all measured in the same interleaved run: {', '.join(parts)}"
     return f"{text}, fastest of the targets measured in the same interleaved run: {', '.join(parts)}"
 
 
@@ -358,11 +376,10 @@ def _run(
     energy = _time_settings(entries, prepared, request, pm, events) if entries else {}
     rows.extend(_row(n, e, energy[n]) for n, e in entries.items() if e.latency is not None)
     timed = [r for r in rows if r.latency is not None]
-    winner, why = None, "no target has a candidate within --max-drop"
+    winner, why, choice = None, "no target has a candidate within --max-drop", None
     if timed:
-        key = rank_key(request.objective, request.slo_ms)
-        best = min(timed, key=lambda r: key(r.latency))  # type: ignore[arg-type]
-        why = _why(request.objective, best, timed)
+        best, choice = _pick(timed, request.objective, request.slo_ms)
+        why = _why(request.objective, best, timed, choice)
         winner = best.target
         rows = [replace(r, status="winner") if r is best else r for r in rows]
     order = {"winner": 0, "ok": 1, "refused": 2, "failed": 3, "unavailable": 4}
@@ -378,6 +395,7 @@ def _run(
             "budget_s_per_configuration": request.timing_s,
             "rank": f"{LATENCY_FIGURE[request.objective]} latency" if request.objective in LATENCY_FIGURE
             else "throughput (samples/s), SLO on p90",
+            **({"decision": choice.to_dict()} if choice is not None else {}),
         },
     )
     return comparison, entries, prepared, request

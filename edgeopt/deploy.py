@@ -439,6 +439,9 @@ def finish(
     """Profile the selected candidate, build the manifest and write the artifact atomically to ``out``."""
     for w in selection.warnings:
         events.warn(w)
+    decision = selection.chosen.choice or {}
+    if decision.get("tied"):  # within noise of each other: say so, and what broke the tie
+        events.step(decision["statement"])
     warnings_ = _warnings(prepared, selection, extra_warnings)
     chosen, target, device, graph = selection.chosen, found.target, found.device, prepared.graph
     evaluation, batch = prepared.evaluation, prepared.batch

@@ -24,6 +24,7 @@ import numpy as np
 from edgeopt.energy import estimate_energy, metered
 from edgeopt.errors import DataError
 from edgeopt.hardware import roofline_seconds
+from edgeopt.hostinfo import host_state
 from edgeopt.types import DeviceProfile, EnergyMeter, EnergyReading, Feeds, LatencyStats, Runner
 
 ROOFLINE_METHOD = "estimated:roofline"
@@ -62,6 +63,9 @@ class Profile:
     measured_on: str = ""
     """Where latency and memory were measured when that is not ``device`` (e.g. ``this host``: a CPU profile
     of another board, or a runner with ``on_device = False``); "" when measured on ``device`` itself."""
+    host_state: Mapping[str, Any] = field(default_factory=dict)
+    """The measuring host's load average and CPU frequency governor when timing began
+    (``edgeopt.hostinfo.host_state``): figures from a busy or power-saving host read slower."""
 
     @property
     def latency(self) -> LatencyStats:
@@ -91,6 +95,7 @@ class Profile:
                 "method": self.energy_per_inference.method,
             },
             "roofline": {"seconds": self.roofline_s, "method": self.roofline_method, "precision": self.precision},
+            "host_state": dict(self.host_state),
         }
 
 
@@ -137,6 +142,7 @@ def stats_from_samples(samples_ns: Sequence[int], *, batch: int) -> LatencyStats
         mean=mean,
         stdev=float(t.std(ddof=1)) if len(t) > 1 else 0.0,
         throughput=batch / mean if mean > 0 else float("inf"),
+        samples=tuple(t.tolist()),
     )
 
 
@@ -363,6 +369,7 @@ def profile_runner(
         unsupported = {b: f"not batchable: {not_batchable}" for b in wanted if b != 1}
         wanted = [1]
     memory = peak_memory(lambda: make_runner(wanted[0]), feeds_for_batch(wanted[0])) if measure_memory else None
+    state = host_state()  # before the timed runs: the load they add is not the host's
 
     latency: dict[int, LatencyStats] = {}
     energy_by_batch: dict[int, EnergyReading] = {}
@@ -414,4 +421,5 @@ def profile_runner(
         precision=precision,
         unsupported_batches=unsupported,
         measured_on=measured_on,
+        host_state=state,
     )

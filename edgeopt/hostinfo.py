@@ -160,3 +160,28 @@ def cpu_name() -> str:
         if name:
             return name
     return platform.processor() or platform.machine() or "unknown"
+
+
+def host_state(sysfs: Path = Path("/sys/devices/system/cpu")) -> dict:
+    """How busy and how clocked the host is right now, recorded with every profile: a timing taken on a
+    loaded machine or a ``powersave`` governor reads slower than the same model on a quiet one.
+
+    ``load_average``: 1, 5 and 15 minute load averages (``os.getloadavg``; None where it does not exist);
+    ``cpus``: logical CPUs; ``cpu_governor``: the frequency governors of the CPUs' ``cpufreq`` policies
+    (``/sys``, Linux), each with how many policies use it, e.g. ``{"performance": 2}``; None when unreadable
+    (containers and VMs often expose no cpufreq).
+    """
+    try:
+        load: list[float] | None = [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        load = None
+    governors: dict[str, int] = {}
+    for path in sorted(sysfs.glob("cpufreq/policy*/scaling_governor")) or sorted(
+            sysfs.glob("cpu[0-9]*/cpufreq/scaling_governor")):
+        try:
+            name = path.read_text().strip()
+        except OSError:
+            continue
+        if name:
+            governors[name] = governors.get(name, 0) + 1
+    return {"load_average": load, "cpus": os.cpu_count(), "cpu_governor": governors or None}

@@ -215,6 +215,7 @@ def build_manifest(
         "profile": _jsonable(profile.to_dict()),
         **({"stream": stream} if (stream := stream_section(evaluation)) else {}),
         "candidates": [_jsonable(c.summary()) for c in candidates],
+        **({"decision": chosen.choice} if chosen.choice else {}),
         "warnings": list(warnings),
         "environment": environment(),
     }

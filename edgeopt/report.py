@@ -377,6 +377,9 @@ def _search(m: Mapping[str, Any]) -> str:
     else:
         facts.append("cache off")
     lines.append("- " + "; ".join(facts) + ".")
+    decision = m.get("decision")
+    if isinstance(decision, Mapping) and decision.get("statement"):
+        lines.append(f"- Choice: {_cell(decision['statement'])} ({_cell(decision.get('method', ''))}).")
     skipped = [str(s) for s in search.get("skipped") or []]
     if skipped:
         lines.append(f"- Skipped (search budget): {', '.join(_cell(s) for s in skipped)}.")
@@ -469,6 +472,13 @@ def _environment(m: Mapping[str, Any]) -> str:
     if isinstance(packages, Mapping):
         rows += [[name, version] for name, version in sorted(packages.items())]
     rows += [[k, v] for k, v in env.items() if k not in ("python", "platform", "cpu", "packages") and v]
+    host = lookup(m, "profile", "host_state")
+    if isinstance(host, Mapping) and host:
+        load = host.get("load_average")
+        governor = host.get("cpu_governor")
+        rows.append(["host when profiled", f"load average {' / '.join(map(str, load)) if load else 'n/a'} on "
+                     f"{host.get('cpus', '?')} CPUs; CPU governor "
+                     + (", ".join(f"{g} ({n})" for g, n in governor.items()) if governor else "not readable")])
     return "## Environment\n\n" + _table(["component", "version"], rows) if rows else ""
 
 

@@ -331,6 +331,9 @@ class LatencyStats:
     throughput: float
     """Samples per second at this batch."""
     method: str = "measured:wallclock"
+    samples: tuple[float, ...] = field(default=(), repr=False, compare=False)
+    """Every timed run (seconds), in timing order, so choices can test whether two timings differ
+    (``edgeopt.significance``); empty when the stats were not measured here. Never serialized."""
 
 
 @dataclass(frozen=True)
