@@ -401,8 +401,20 @@ def inspect(
     with tempfile.TemporaryDirectory(prefix="edgeopt-inspect-") as tmp:
         graph = pm.import_model(model, ImportOptions(input_shapes=shapes), Path(tmp))
         if graph is None:
-            raise ModelError(f"no importer recognises {model!r}")
+            raise _not_a_model(model)
         return inspect_model(load_model(graph))
+
+
+def _not_a_model(model: object) -> ModelError:
+    """The error for a source no importer takes, with a hint that fits what it is (a data file, a folder...)."""
+    accepted = ("an .onnx or .keras file, 'package.module:factory' (torch), a scikit-learn .skops/.joblib file, "
+                "or the model object")
+    if isinstance(model, str | Path) and Path(model).suffix.lower() in (".npz", ".npy", ".csv"):
+        return ModelError(f"{model} is a data file, not a model",
+                          hint=f"pass it as --calib or --eval data; a model is {accepted}")
+    if isinstance(model, str | Path) and Path(model).is_dir():
+        return ModelError(f"{model} is a folder, not a model", hint=f"give the model file inside it: {accepted}")
+    return ModelError(f"no importer recognises {model!r}", hint=f"give {accepted}")
 
 
 def targets(*, plugin_manager: PluginManager | None = None) -> list[TargetInfo]:

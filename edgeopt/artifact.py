@@ -261,8 +261,12 @@ def verify_artifact(path: Path) -> dict:
     than ``manifest.json`` may be unlisted. Raises ``ArtifactError`` naming the first bad file.
     """
     path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist",
+                            hint="check the path; `edgeopt models` lists registered deployments and their artifacts")
     if not path.is_dir():
-        raise ArtifactError(f"{path}: no artifact directory there")
+        raise ArtifactError(f"{path} is a file, not an artifact folder",
+                            hint="give the folder `edgeopt deploy` wrote (it holds manifest.json)")
     manifest = _read_manifest(path)
     listed = manifest["files"]
     for name in sorted(listed):

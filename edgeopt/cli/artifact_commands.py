@@ -32,7 +32,20 @@ def profile(
         return
     console = Console()
     console.print(profile_table(result, title=f"Profile of {artifact}"))
-    print_profile_extras(console, result)
+    print_profile_extras(console, result, device=_device_facts(result.get("device")))
+
+
+def _device_facts(name: str | None) -> dict | None:
+    """Name and description of the device profile a profile's energy estimate used (None if unknown)."""
+    from edgeopt.errors import DeviceError
+    from edgeopt.hardware import get_profile
+
+    if not name:
+        return None
+    try:
+        return {"name": name, "description": get_profile(name).description}
+    except DeviceError:
+        return {"name": name}
 
 
 def verify(artifact: Annotated[Path, typer.Argument(help="Artifact directory")]) -> None:

@@ -10,27 +10,36 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edgeopt.cli.deploy_command import CliEvents
-from edgeopt.cli.options import parse_input_shapes, parse_int_list, parse_state
+from edgeopt.cli.options import WideOpt, lowercase, non_negative, parse_input_shapes, parse_int_list, parse_state
+from edgeopt.cli.render import listing, name_column, print_table, text_column
 
 
-def _table(comparison: dict) -> Table:
+def _table(comparison: dict, *, wide: bool = False) -> Table:
+    """One row per target; narrow (80 columns): target, plan, p50, size, metric, status; ``wide``: every column."""
     from edgeopt.compare_report import rows
 
     isa = ", ".join(comparison.get("device_isa") or []) or "ISA unknown"
-    table = Table(title=f"Best configuration per target on {comparison['device']} ({isa}; "
-                  f"objective: {comparison['objective']}, --max-drop {comparison['max_drop']:g})",
-                  title_justify="left")
-    for h in ("target", "plan", "thr x batch", "p50 ± sd", "p90", "samples/s", "size", "metric (drop)", "energy",
-              "status"):
-        table.add_column(h, no_wrap=h in ("target", "thr x batch", "p90", "samples/s", "size"))
-    for r in rows(comparison):
+    table = listing(f"Best configuration per target on {comparison['device']} ({isa}; "
+                    f"objective: {comparison['objective']}, --max-drop {comparison['max_drop']:g})"
+                    + ("" if wide else "; --wide: every column"))
+    cells = rows(comparison)
+    name_column(table, "target", [r[0] for r in cells])
+    name_column(table, "plan", [r[1] for r in cells], wrap=True)
+    heads = ("thr x batch", "p50 ± sd", "p90", "samples/s", "size", "metric (drop)", "energy") if wide else (
+        "p50 ± sd", "size", "metric (drop)")
+    for h in heads:
+        table.add_column(h, no_wrap=wide and h in ("thr x batch", "p90", "samples/s", "size"))
+    text_column(table, "status")
+    for r in cells:
         target, plan, _precision, setting, p50, p90, tput, size, metric, drop, energy, status = r
         style = "bold green" if status == "winner" else ("dim" if plan == "—" else "")
         metric_cell = "—" if metric == "—" else f"{metric} ({drop})"
-        table.add_row(target, plan, setting, p50, p90, tput, size, metric_cell, energy, status, style=style)
+        middle = (setting, p50, p90, tput, size, metric_cell, energy) if wide else (p50, size, metric_cell)
+        table.add_row(target, plan, *middle, escape(status), style=style)
     table.caption = f"winner: {comparison['why']}\ntiming: {comparison['timing'].get('method', '')}"
     table.caption_justify = "left"
     return table
@@ -52,10 +61,14 @@ def compare(
         str | None, typer.Option(help="Comma-separated targets to compare, e.g. cpu,openvino (default: all)")
     ] = None,
     device: Annotated[str | None, typer.Option(help="Device profile name or YAML path (default: this host)")] = None,
-    precision: Annotated[str, typer.Option(help="auto, or one precision every target must use")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="auto, or one precision every target must use", callback=lowercase)
+    ] = "auto",
     calib: Annotated[Path | None, typer.Option(help="Calibration data: .npz or an image folder")] = None,
     eval_: Annotated[Path | None, typer.Option("--eval", help="Evaluation data (.npz with optional 'labels')")] = None,
-    max_drop: Annotated[float, typer.Option(help="Largest accepted drop of the metric, in its own units")] = 1.0,
+    max_drop: Annotated[
+        float, typer.Option(help="Largest accepted drop of the metric, in its own units", callback=non_negative)
+    ] = 1.0,
     metric: Annotated[str | None, typer.Option(help="Metric name (default: inferred), see `edgeopt deploy`")] = None,
     objective: Annotated[
         str,
@@ -71,9 +84,12 @@ def compare(
                      "none: no state (default: detected where names and shapes make it obvious)"),
     ] = None,
     weights: Annotated[Path | None, typer.Option(help="Weights for a torch factory (.safetensors or .pt)")] = None,
-    trust_pickle: Annotated[bool, typer.Option(help="Allow pickled models (runs code from the file!)")] = False,
+    trust_pickle: Annotated[
+        bool, typer.Option("--trust-pickle", help="Allow pickled models (runs code from the file!)")
+    ] = False,
     trust_code: Annotated[
-        bool, typer.Option(help="Allow .keras files with Lambda layers or custom objects (runs their code!)")
+        bool, typer.Option("--trust-code", help="Allow .keras files with Lambda layers or custom objects (runs their "
+                           "code!)")
     ] = False,
     threads: Annotated[int | None, typer.Option(help="Pin the thread count (default: searched)")] = None,
     timing_s: Annotated[float, typer.Option(help="Seconds of timing per configuration")] = 2.0,
@@ -110,8 +126,8 @@ def compare(
     if as_json:
         typer.echo(json.dumps({**data, "report_html": str(report)}, sort_keys=True))
         return
-    console = Console() if Console().is_terminal else Console(width=160)
-    console.print(_table(data))
+    console = Console()
+    print_table(_table(data, wide=wide), wide=wide, console=console)
     console.print(f"plot and table: {report}")
 
 

@@ -10,8 +10,22 @@ import typer
 from rich.console import Console
 
 from edgeopt.cli import compress_options as co
-from edgeopt.cli.options import non_negative, parse_input_shapes, parse_int_list, parse_state, positive
-from edgeopt.cli.render import candidates_table, fmt_bytes, fmt_num, print_profile_extras, profile_table
+from edgeopt.cli.options import (
+    lowercase,
+    non_negative,
+    parse_input_shapes,
+    parse_int_list,
+    parse_state,
+    positive,
+)
+from edgeopt.cli.render import (
+    candidates_table,
+    fmt_bytes,
+    fmt_num,
+    print_profile_extras,
+    print_table,
+    profile_table,
+)
 
 TARGET, DATA, MODEL, TIMING, SEARCH, OUTPUT = (
     "Target", "Accuracy and data", "Model input", "Timing", "Search", "Output"
@@ -67,7 +81,8 @@ def deploy(
                                  rich_help_panel=TARGET)
     ] = None,
     objective: Annotated[
-        str, typer.Option(help="With --target auto: latency (p50), latency-p90 or throughput", rich_help_panel=TARGET)
+        str, typer.Option(help="With --target auto: latency (p50), latency-p90 or throughput", rich_help_panel=TARGET,
+                          callback=lowercase)
     ] = "latency",
     device: Annotated[
         str | None, typer.Option(help="Device profile (`edgeopt devices`) or YAML path (default: host)",
@@ -75,7 +90,7 @@ def deploy(
     ] = None,
     precision: Annotated[
         str, typer.Option(help="auto, fp32, fp16, bf16, int8 or int8-dynamic (per target: `edgeopt targets`)",
-                          rich_help_panel=TARGET)
+                          rich_help_panel=TARGET, callback=lowercase)
     ] = "auto",
     calib: Annotated[
         Path | None, typer.Option(help="Calibration data: .npz or an image folder", rich_help_panel=DATA)
@@ -215,11 +230,11 @@ def deploy(
         return
     m = deployment.manifest
     console = Console()
-    console.print(candidates_table(m["candidates"]))
+    print_table(candidates_table(m["candidates"], shipped=m["plan"].get("label")), console=console)
     console.print(profile_table(m["profile"], title=f"Profile of the chosen model on {m['device']['name']}"
                                 + (f" (measured on {m['profile']['measured_on']})"
                                    if m["profile"].get("measured_on") not in (None, m["device"]["name"]) else "")))
-    print_profile_extras(console, m["profile"])
+    print_profile_extras(console, m["profile"], device=m["device"])
     metrics = m["metrics"]
     unit = metrics.get("units") or "metric units"
     console.print(

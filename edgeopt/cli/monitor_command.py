@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from edgeopt.cli.render import fmt_ms, fmt_num
+from edgeopt.cli.options import WideOpt
+from edgeopt.cli.render import fmt_ms, fmt_num, listing, name_column, print_table
 from edgeopt.monitoring.monitor import DEFAULT_ALPHA, DEFAULT_LATENCY_TOLERANCE, DEFAULT_MIN_SAMPLES, DEFAULT_PSI
 
 DRIFT_EXIT = 3
@@ -29,6 +29,7 @@ def monitor(
     min_samples: Annotated[int, typer.Option(help="Fewest field samples a feature needs to be tested")]
     = DEFAULT_MIN_SAMPLES,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+    wide: WideOpt = False,
 ) -> None:
     """Compare a field log with the deploy's calibration data and profiled latency; say what drifted.
 
@@ -40,21 +41,22 @@ def monitor(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), sort_keys=True))
     else:
-        _print(report)
+        _print(report, wide=wide)
     if report.drifted:
         raise typer.Exit(DRIFT_EXIT)
 
 
-def _print(report) -> None:  # noqa: ANN001 - a DriftReport
+def _print(report, *, wide: bool = False) -> None:  # noqa: ANN001 - a DriftReport
     console = Console()
-    table = Table(title=f"{report.deployment}: {report.samples} field samples in {report.calls} calls")
-    for col in ("feature", "PSI", "PSI noise", "KS", "p-value", "field mean", "calib mean", "drift"):
-        table.add_column(col, justify="left" if col in ("feature", "drift") else "right")
+    table = listing(f"{report.deployment}: {report.samples} field samples in {report.calls} calls")
+    name_column(table, "feature", [f.feature for f in report.features])
+    for col in ("PSI", "PSI noise", "KS", "p-value", "field mean", "calib mean", "drift"):
+        table.add_column(col, justify="left" if col == "drift" else "right", overflow="fold")
     for f in report.features:
         table.add_row(escape(f.feature), fmt_num(f.psi, 3), fmt_num(f.psi_noise, 3), fmt_num(f.ks, 3),
                       f"{f.p_value:.2g}", fmt_num(f.field_mean), fmt_num(f.reference_mean),
                       "[red]yes[/]" if f.drifted else "no")
-    console.print(table)
+    print_table(table, wide=wide, console=console)
     for lat in report.latency:
         ratio = f" = {lat.ratio:.2f}x the profiled p90 {fmt_ms(lat.profiled_p90_s)}" if lat.ratio is not None else ""
         flag = " [red]slower than profiled[/]" if lat.drifted else ""

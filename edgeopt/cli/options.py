@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Annotated
+
+import typer
 
 from edgeopt.errors import InputSpecError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON value on stdout (for scripts)")]
+"""``--json`` for a listing or report command."""
+WideOpt = Annotated[
+    bool, typer.Option("--wide", help="Every column at full width, even wider than the terminal")
+]
+"""``--wide`` for a table command: the narrow layout fits 80 columns and never cuts a name."""
 
 NO_STATE = "none"
 """``--state none``: run the model without state pairs (detection off)."""
@@ -62,8 +72,6 @@ def parse_state(values: Iterable[str] | None) -> dict[str, str] | None:
 
 def positive(value: float | None) -> float | None:
     """Typer callback: a number option must be above 0 (None: not given). Checked before any work starts."""
-    import typer
-
     if value is not None and value <= 0:
         raise typer.BadParameter(f"must be above 0, got {value:g}")
     return value
@@ -71,8 +79,11 @@ def positive(value: float | None) -> float | None:
 
 def non_negative(value: float | None) -> float | None:
     """Typer callback: a number option must be 0 or more (None: not given)."""
-    import typer
-
     if value is not None and value < 0:
         raise typer.BadParameter(f"must be 0 or more, got {value:g}")
     return value
+
+
+def lowercase(value: str | None) -> str | None:
+    """Typer callback: names edgeopt spells in lower case (``--precision INT8`` -> ``int8``)."""
+    return value.lower() if isinstance(value, str) else value

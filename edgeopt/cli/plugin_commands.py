@@ -9,7 +9,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
+
+from edgeopt.cli.options import JsonOpt, WideOpt
+from edgeopt.cli.render import listing, name_column, print_table, text_column
 
 plugins_app = typer.Typer(
     help="Installed plugins: list them, diagnose them, or scaffold a new one.",
@@ -23,7 +26,7 @@ def _echo_json(value: object) -> None:
 
 
 @plugins_app.callback(invoke_without_command=True)
-def plugins(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def plugins(ctx: typer.Context, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Loaded plugins with version and status; broken ones with their error."""
     if ctx.invoked_subcommand is not None:
         return
@@ -33,20 +36,26 @@ def plugins(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")]
     if as_json:
         _echo_json([asdict(p) for p in found])
         return
-    table = Table("plugin", "version", "status", "hooks / error")
+    table = listing("Plugins (EDGEOPT_PLUGINS=a,b loads only those)" if wide
+                    else "Plugins (EDGEOPT_PLUGINS=a,b loads only those; --wide: full hook names)")
+    name_column(table, "plugin", [p.name for p in found])
+    table.add_column("version", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    text_column(table, "hooks / error", ratio=1)
     for p in found:
         status = "[green]ok[/]" if p.status == "ok" else "[red]broken[/]"
+        hooks = [h if wide else h.removeprefix("edgeopt_") for h in p.hooks]
         table.add_row(
-            p.name + (" (builtin)" if p.builtin else ""),
-            p.version,
+            p.name,
+            p.version + (" builtin" if p.builtin else ""),
             status,
-            ", ".join(p.hooks) if p.status == "ok" else p.error,
+            ", ".join(hooks) if p.status == "ok" else escape(p.error),
         )
-    Console().print(table)
+    print_table(table, wide=wide)
 
 
 @plugins_app.command()
-def doctor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def doctor(as_json: JsonOpt = False) -> None:
     """Each plugin's version, status, hooks, declared hook API, targets and problems; exit 1 if any is broken."""
     from edgeopt.hookspecs import HOOK_API_VERSION
     from edgeopt.plugins import get_plugin_manager

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgeopt.cli.render import fmt_bytes, fmt_ms, fmt_num
+from edgeopt.cli.options import WideOpt
+from edgeopt.cli.render import fmt_bytes, fmt_ms, fmt_num, listing, name_column, print_table, text_column
 
 
 def _latency(record, key: str = "p50") -> float | None:  # noqa: ANN001 - a DeploymentRecord
@@ -22,6 +23,7 @@ def _latency(record, key: str = "p50") -> float | None:  # noqa: ANN001 - a Depl
 def models(
     name: Annotated[str | None, typer.Argument(help="Only this deployment name")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array on stdout")] = False,
+    wide: WideOpt = False,
 ) -> None:
     """List registered deployments: every version with its metric, latency, size and stage."""
     from edgeopt.registry.lifecycle import record_json
@@ -36,14 +38,28 @@ def models(
         named = f" named {name!r}" if name else ""
         Console(stderr=True).print(f"no deployments registered in {registry.path}{named}")
         return
-    table = Table(title=f"Deployments in {registry.path}")
-    for col in ("ref", "stage", "target", "device", "precision", "metric", "p50", "p90", "size", "created"):
-        table.add_column(col, justify="right" if col in ("metric", "p50", "p90", "size") else "left")
+    table = listing(f"Deployments in {registry.path}" + ("" if wide else " (--wide: device, p90, created)"))
+    name_column(table, "ref (stages)", [r.ref for r in records])
+    if wide:
+        for col, values in (("target", [r.target for r in records]), ("device", [r.device for r in records]),
+                            ("precision", [r.precision for r in records])):
+            name_column(table, col, values)
+    else:
+        name_column(table, "target", [w for r in records for w in (r.target, r.precision)], wrap=True)
+    text_column(table, "metric")
+    for col in ("p50", *(("p90",) if wide else ()), "size"):
+        table.add_column(col, justify="right", overflow="fold", no_wrap=wide)
+    if wide:
+        table.add_column("created", no_wrap=True)
     for r in records:
+        ref = r.ref + (f"\n[dim]({', '.join(r.stages)})[/]" if r.stages else "")
         metric = f"{r.metrics.get('metric')} {fmt_num(r.metrics.get('candidate'))}"
-        table.add_row(r.ref, ",".join(r.stages), r.target, r.device, r.precision, metric, fmt_ms(_latency(r)),
-                      fmt_ms(_latency(r, "p90")), fmt_bytes(r.profile.get("size_bytes")), r.created[:19])
-    Console().print(table)
+        where = (r.target, r.device, r.precision) if wide else (f"{r.target}\n{r.precision}",)
+        p90 = (fmt_ms(_latency(r, "p90")),) if wide else ()
+        created = (r.created[:19],) if wide else ()
+        table.add_row(ref, *where, metric, fmt_ms(_latency(r)), *p90, fmt_bytes(r.profile.get("size_bytes")),
+                      *created)
+    print_table(table, wide=wide)
 
 
 def show(
