@@ -182,6 +182,14 @@ class MissingExtraError(EdgeoptError):
     default_hint = "install the extra the message names, e.g. pip install 'edgeopt[torch]'"
 
 
+class FarmError(EdgeoptError):
+    """The device farm cannot be reached, or does not offer the devices or targets asked for (``edgeopt.farm``)."""
+
+    code = "E950"
+    exit_status = 14
+    default_hint = "run `edgeopt farm status ADDRESS` to see the farm's nodes, devices and targets"
+
+
 def error_classes() -> list[type[EdgeoptError]]:
     """Every error class defined here, the base first."""
     found: list[type[EdgeoptError]] = []

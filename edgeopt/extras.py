@@ -26,6 +26,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "keras": ("keras", "torch"),
     "compress": ("torch", "torch_pruning"),
     "report": ("matplotlib",),
+    "farm": ("ray",),
 }
 """Extra name (``pyproject.toml``'s ``[project.optional-dependencies]``) -> the modules its features import."""
 DISTRIBUTIONS = {"torch_pruning": "torch-pruning", "sklearn": "scikit-learn"}

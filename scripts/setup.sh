@@ -22,6 +22,6 @@ fi
 "$VENV/bin/python" -m pip install -q -e ".[dev]" -e plugins/edgeopt-cpu -e plugins/edgeopt-openvino \
   -e plugins/edgeopt-cuda -e plugins/edgeopt-edgetpu -e examples/edgeopt-ncnn "torch==2.13.0" "$@"
 if [ "$WITH_TESTS" = 1 ]; then
-  "$VENV/bin/python" -m pip install -q -e "plugins/edgeopt-mlflow[test]" "torch==2.13.0"
+  "$VENV/bin/python" -m pip install -q -e "plugins/edgeopt-mlflow[test]" -e ".[farm]" "torch==2.13.0"
   "$VENV/bin/edgeopt" edgetpu toolchain --create
 fi

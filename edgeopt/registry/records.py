@@ -52,6 +52,9 @@ class DeploymentRecord:
     """References plugins returned from ``edgeopt_deployment_registered`` (e.g. an MLflow run)."""
     stages: tuple[str, ...] = ()
     """Stages that point at this version now (filled when read from the registry)."""
+    measured_on: Mapping[str, Any] = field(default_factory=dict)
+    """Where a device farm measured it (the manifest's ``measured_on``: node, device, device profile;
+    ``edgeopt.farm``); empty for a deploy measured on the machine that ran it."""
 
     @property
     def ref(self) -> str:
@@ -93,6 +96,7 @@ def record_from_manifest(
         calibration=dict(calibration or {}),
         environment=dict((manifest.get("environment") or {}).get("packages") or {}),
         edgeopt_version=str(manifest.get("edgeopt_version", "")),
+        measured_on=dict(manifest.get("measured_on") or {}),
     )
 
 

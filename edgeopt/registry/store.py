@@ -25,9 +25,10 @@ from edgeopt.registry.records import DeploymentRecord
 from edgeopt.registry.refs import RegistryError, check_name, check_stage, parse_ref
 from edgeopt.settings import data_dir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added ``measured_on`` (where a farm measured the deployment); a version-1 database gains the column on open."""
 OFF_VALUES = ("off", "0", "false", "no", "none")
-_JSON_FIELDS = ("plan", "metrics", "profile", "request", "calibration", "environment", "links")
+_JSON_FIELDS = ("plan", "metrics", "profile", "request", "calibration", "environment", "links", "measured_on")
 _BUSY_S = 60.0
 
 _SCHEMA = """
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     environment TEXT NOT NULL,
     edgeopt_version TEXT NOT NULL,
     links TEXT NOT NULL DEFAULT '{}',
+    measured_on TEXT NOT NULL DEFAULT '{}',
     UNIQUE (name, version)
 );
 CREATE TABLE IF NOT EXISTS stage_events (
@@ -318,6 +320,9 @@ def _ensure_schema(db: sqlite3.Connection) -> None:
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(deployments)")}
+        if "measured_on" not in columns:  # a version-1 database: its table predates the column
+            db.execute("ALTER TABLE deployments ADD COLUMN measured_on TEXT NOT NULL DEFAULT '{}'")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
