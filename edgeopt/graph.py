@@ -278,6 +278,10 @@ def _tempdir_in(directory: Path) -> Iterator[None]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+TRANSFORMER_SLIM_SKIP = ("FusionGemm",)
+"""onnxslim fusions left out for transformer-family graphs (see ``_simplify``)."""
+
+
 def _simplify(model: onnx.ModelProto, *, options: ImportOptions, workdir: Path, notes: list[str]) -> onnx.ModelProto:
     """onnxslim (constant folding, fusions); falls back to ``model`` with a note when it fails.
 
@@ -286,8 +290,13 @@ def _simplify(model: onnx.ModelProto, *, options: ImportOptions, workdir: Path, 
     try:
         import onnxslim
 
+        from edgeopt.family import detect_family
+
+        # an encoder keeps its MatMul + Add pairs: ORT's transformer fusion matches those, not the Reshape -> Gemm
+        # -> Reshape onnxslim's FusionGemm folds them into (edgeopt.passes.transformer_fusion)
+        skip = list(TRANSFORMER_SLIM_SKIP) if detect_family(model).kind == "transformer" else None
         with _tempdir_in(workdir / ".slim"):
-            slimmed = onnxslim.slim(model, size_threshold=options.max_tensor_bytes)
+            slimmed = onnxslim.slim(model, size_threshold=options.max_tensor_bytes, skip_fusion_patterns=skip)
         if not isinstance(slimmed, onnx.ModelProto):
             raise TypeError(f"onnxslim returned {type(slimmed).__name__}")
         before = ([vi.name for vi in model.graph.input], [vi.name for vi in model.graph.output])

@@ -26,11 +26,21 @@ ZOO = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory) -> Path:
-    """The tiny BERT as edgeopt normalizes it (onnxslim folds MatMul+Add into Reshape/Gemm/Reshape)."""
+    """The tiny BERT as edgeopt normalizes it (onnxslim without FusionGemm: MatMul + Add pairs kept)."""
     folder = tmp_path_factory.mktemp("bert")
     raw = export_tiny_bert(folder / "bert.onnx")
     graph = get_plugin_manager().import_model(raw, ImportOptions(), folder / "graph")
     return graph.path
+
+
+@pytest.fixture(scope="module")
+def slimmed_bert(bert, tmp_path_factory) -> Path:
+    """The tiny BERT as a user who ran onnxslim on it would give it: MatMul + Add folded into Reshape/Gemm/Reshape."""
+    import onnxslim
+
+    path = tmp_path_factory.mktemp("slimmed") / "bert-slim.onnx"
+    onnx.save(onnxslim.slim(str(bert.parent.parent / "bert.onnx")), str(path))
+    return path
 
 
 def _run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -100,21 +110,37 @@ def test_fusion_builds_attention_skiplayernorm_biasgelu_and_keeps_outputs(bert, 
     assert ops["Attention"] == 2 and report.fused["Attention"] == 2
     assert ops["SkipLayerNormalization"] >= 3 and ops["BiasGelu"] == 2
     assert ops["Softmax"] == 0  # attention is one node now
-    assert (report.num_heads, report.hidden_size) == (HEADS, HIDDEN) and report.unfolded_gemms > 0
+    assert (report.num_heads, report.hidden_size) == (HEADS, HIDDEN) and report.unfolded_gemms == 0
     feeds = bert_samples(6, seed=3)  # padded masks: the float-min mask path must survive the fusion
     assert feeds["attention_mask"].min() == 0
     np.testing.assert_allclose(_run(tmp_path / "fused.onnx", feeds), _run(bert, feeds), atol=1e-4)
 
 
-def test_unfolding_alone_changes_no_output(bert, tmp_path) -> None:
-    model = onnx.load(str(bert))
+def test_normalization_skips_onnxslims_gemm_fusion_for_encoders_only(bert) -> None:
+    """Leaving FusionGemm out (skip_fusion_patterns) keeps an encoder's MatMul + Add for ORT's fusion."""
+    assert not any(n.op_type == "Gemm" for n in onnx.load(str(bert)).graph.node)
+
+
+def test_unfolding_alone_changes_no_output(slimmed_bert, bert, tmp_path) -> None:
+    model = onnx.load(str(slimmed_bert))
     gemms = sum(n.op_type == "Gemm" for n in model.graph.node)
     assert gemms > 0
     assert unfold_gemms(model) == gemms
     assert not any(n.op_type == "Gemm" for n in model.graph.node)
     onnx.save(model, str(tmp_path / "unfolded.onnx"))
     feeds = bert_samples(3, seed=4)
-    np.testing.assert_allclose(_run(tmp_path / "unfolded.onnx", feeds), _run(bert, feeds), atol=1e-5)
+    np.testing.assert_allclose(_run(tmp_path / "unfolded.onnx", feeds), _run(slimmed_bert, feeds), atol=1e-5)
+
+
+def test_a_user_slimmed_encoder_fuses_exactly_as_the_normalized_one(slimmed_bert, bert, tmp_path) -> None:
+    """The same fused graph whether the Gemms were never folded (normalization) or folded and unfolded here."""
+    ours = fuse_transformer(bert, tmp_path / "ours.onnx")
+    theirs = fuse_transformer(slimmed_bert, tmp_path / "theirs.onnx")
+    assert theirs.unfolded_gemms > 0 and ours.fused == theirs.fused
+    ops = [Counter(n.op_type for n in onnx.load(str(tmp_path / f)).graph.node) for f in ("ours.onnx", "theirs.onnx")]
+    assert ops[0] == ops[1]
+    feeds = bert_samples(6, seed=3)
+    np.testing.assert_array_equal(_run(tmp_path / "ours.onnx", feeds), _run(tmp_path / "theirs.onnx", feeds))
 
 
 def test_static_int8_on_the_fused_graph_survives_padded_masks(bert, tmp_path) -> None:
