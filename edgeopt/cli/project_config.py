@@ -26,8 +26,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from edgeopt.errors import CommandLineError
 
 CONFIG_FILE = "edgeopt.toml"
@@ -73,24 +71,19 @@ def _options(command: Any) -> dict[str, Any]:  # noqa: ANN401 - Typer's vendored
     return names
 
 
-def _value(param: Any, value: Any, *, base: Path, where: str) -> Any:
-    """The value as the option takes it: relative paths against the config's folder, checked by the option's
-    type (Click does not convert ``default_map`` values until the command runs)."""
-    values = value if isinstance(value, list) else [value]
+def _value(param: Any, value: Any, *, base: Path, where: str) -> Any:  # noqa: ANN401 - TOML values
+    """The value as the option takes it: relative paths against the config's folder. Click converts and checks
+    ``default_map`` values (types, callbacks such as ``--max-drop`` >= 0) when it parses the command line, so a
+    bad value is a usage error there, naming the option."""
     if param.multiple != isinstance(value, list):
         kind = "a list" if param.multiple else "one value"
         raise CommandLineError(f"{where} must be {kind}", hint="see `edgeopt COMMAND --help` for the option")
-    out = []
-    for v in values:
-        if getattr(param.type, "name", "") == "path" and isinstance(v, str):
-            v = str(base / Path(v).expanduser())
-        try:
-            param.type.convert(v, param, None)
-        except typer.BadParameter as exc:
-            raise CommandLineError(f"{where}: {exc.format_message()}",
-                                   hint="see `edgeopt COMMAND --help` for the option") from None
-        out.append(v)
-    return out if param.multiple else out[0]
+    descriptor = getattr(param, "type_descriptor", None)
+    if getattr(descriptor, "is_path", False):
+        values = [str(base / Path(v).expanduser()) if isinstance(v, str) else v
+                  for v in (value if param.multiple else [value])]
+        return values if param.multiple else values[0]
+    return value
 
 
 def default_map(group: Any, start: Path | None = None) -> tuple[Path | None, dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Writes, next to this file: ``digits_cnn.safetensors`` (weights for ``model:factory``),
 ``digits_cnn.onnx`` (the same model exported), ``calib.npz`` (200 training images) and
-``eval.npz`` (the held-out test split with ``labels``). Deterministic with a seed.
+``eval.npz`` (the held-out test split with ``labels``). Deterministic with a seed. ``--train-npz PATH`` only
+writes the training split with labels (``--train`` data for ``edgeopt deploy --prune ...``).
 """
 
 from __future__ import annotations
@@ -68,7 +69,19 @@ def main(out: Path = HERE) -> None:
     print(f"trained digits CNN: test accuracy {acc * 100:.2f}% on {len(y_test)} images; wrote {out}")
 
 
+def write_train_npz(path: Path) -> None:
+    """The training split (``input`` + ``labels``), as ``--train`` data for fine-tuning; no training."""
+    x_train, _, y_train, _ = load_split()
+    np.savez(path, input=x_train, labels=y_train)
+    print(f"wrote {path}: {len(y_train)} training images with labels")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=HERE)
-    main(parser.parse_args().out)
+    parser.add_argument("--train-npz", type=Path, help="only write the training split to this .npz and stop")
+    args = parser.parse_args()
+    if args.train_npz is not None:
+        write_train_npz(args.train_npz)
+    else:
+        main(args.out)
