@@ -106,7 +106,7 @@ def test_prune_without_torch_pruning_fails_first_in_one_line(tmp_path, capsys, m
     hide(monkeypatch, "torch_pruning")
     status, out, err = _cli(["deploy", "nosuch.models:make_net", "--prune", "structured:0.5",
                              "--train", "missing.npz", "--json"], capsys, monkeypatch)
-    assert status == 1
+    assert status == MissingExtraError.exit_status
     assert json.loads(out) == {"error": {"code": "E900", "hint": "pip install 'edgeopt[compress]'",
                                          "message": "--prune structured:0.5 needs torch-pruning, which is not "
                                          "installed"}}
@@ -124,7 +124,8 @@ def test_compare_and_deploy_check_the_source_extra_first(source, hidden, extra, 
     hide(monkeypatch, hidden)
     for command in ("deploy", "compare"):
         status, _, err = _cli([command, source], capsys, monkeypatch)
-        assert status == 1 and err.startswith("error[E900]: importing ") and f"edgeopt[{extra}]" in err, err
+        assert status == MissingExtraError.exit_status, err
+        assert err.startswith("error[E900]: importing ") and f"edgeopt[{extra}]" in err, err
 
 
 def test_target_auto_without_matplotlib_deploys_with_tables_and_a_note(tmp_path, monkeypatch) -> None:
