@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    /work/venv/bin/python bench/run_cpu_bench.py
+    .venv/bin/python bench/run_cpu_bench.py
 
 For each model every runtime is built first (failures recorded, never hidden), its outputs on the
 evaluation set are compared with ONNX Runtime fp32 (and with the labels where there are any), then
@@ -17,7 +17,6 @@ import json
 import math
 import os
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers  # noqa: E402  (bench/ is not a package: a script directory)
-from cases import Case  # noqa: E402
+from cases import Case, clone_command, shown_path  # noqa: E402
 from render import kept_sections, render_markdown  # noqa: E402
 
 from edgeopt.harness import measure, measure_interleaved  # noqa: E402
@@ -269,7 +268,7 @@ def _measure(case: Case, built: dict, errors: dict, *, budget_per_runner_s: floa
         rows[name]["latency"] = {"p50_s": s.p50, "p90_s": s.p90, "p99_s": s.p99, "min_s": s.min, "mean_s": s.mean,
                                  "runs": s.runs, "vs_ort_fp32_p50": (s.p50 / base) if base else None}
     return {
-        "model": case.name, "path": str(case.path), "data": case.data_note, "runs_per_round": per_round,
+        "model": case.name, "path": shown_path(case.path), "data": case.data_note, "runs_per_round": per_round,
         "reference": reference_profile(ref_scores) if ref_scores is not None else None,
         "runtimes": rows, "failures": errors,
     }
@@ -354,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(result)
     machine = machine_info(args.threads)
     machine["load_average_before"], machine["load_average_after"] = list(load_before), list(os.getloadavg())
-    command = shlex.join([sys.executable, *sys.argv])
+    command = clone_command(sys.argv)
     report = {
         "command": command,
         "edgeopt_deploy": {"budget_s": knobs.budget_s, "timing_s": knobs.timing_s, "cache": False,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import Case  # noqa: E402  (bench/ is not a package: a script directory)
+from cases import Case, clone_command, shown_path  # noqa: E402  (bench/ is not a package: a script directory)
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "examples" / "digits"
@@ -248,7 +247,7 @@ def bench_model(case: Case, args: argparse.Namespace) -> dict[str, Any]:
         finally:
             for runner in built.values():
                 runner.close()
-    return {"model": case.name, "path": str(case.path), "data": case.data_note, "runtimes": rows,
+    return {"model": case.name, "path": shown_path(case.path), "data": case.data_note, "runtimes": rows,
             "failures": failures}
 
 
@@ -351,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = [bench_model(cases[key.strip()](), args) for key in args.models.split(",")]
     machine = machine_info()
     machine["idle_w"] = args.idle_w
-    report = {"command": shlex.join([sys.executable, *sys.argv]), "wall_s": time.time() - began,
+    report = {"command": clone_command(sys.argv), "wall_s": time.time() - began,
               "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)), "machine": machine,
               "results": results}
     args.out.mkdir(parents=True, exist_ok=True)

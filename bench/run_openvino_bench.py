@@ -2,7 +2,7 @@
 
 Run from the repository root (the plugin installed: ``pip install -e plugins/edgeopt-openvino``)::
 
-    /work/venv/bin/python bench/run_openvino_bench.py
+    .venv/bin/python bench/run_openvino_bench.py
 
 For each model (the digits CNN with its real data, and light SqueezeNet / ResNet-50 from the onnx wheel's
 test data with synthetic N(0,1) data) every runtime is built first (failures recorded, never hidden):
@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cases import Case  # noqa: E402  (bench/ is not a package: a script directory)
+from cases import Case, clone_command, shown_path  # noqa: E402  (bench/ is not a package: a script directory)
 
 from edgeopt.harness import measure, measure_interleaved  # noqa: E402
 from edgeopt.hostinfo import cpu_isa, cpu_name, physical_cores  # noqa: E402
@@ -339,7 +338,7 @@ def measure_all(case: Case, built: dict, errors: dict, args: argparse.Namespace)
     for name, s in stats.items():
         rows[name]["latency"] = {"p50_s": s.p50, "p90_s": s.p90, "min_s": s.min, "runs": s.runs,
                                  "vs_ov_fp32_p50": s.p50 / base if base else None}
-    return {"model": case.name, "path": str(case.path), "data": case.data_note, "runs_per_round": per_round,
+    return {"model": case.name, "path": shown_path(case.path), "data": case.data_note, "runs_per_round": per_round,
             "runtimes": rows, "failures": errors}
 
 
@@ -562,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["verdict"] = verdict(result)
         results.append(result)
     machine = {**machine_info(args.threads), "load_before": list(load_before), "load_after": list(os.getloadavg())}
-    report = {"command": shlex.join([Path(sys.executable).name, *sys.argv]),
+    report = {"command": clone_command(sys.argv),
               "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began)), "wall_s": time.time() - began,
               "machine": machine, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
