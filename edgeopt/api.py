@@ -65,6 +65,7 @@ def deploy(
     threads: int | None = None,
     budget_s: float | None = None,
     cache: bool = True,
+    exhaustive: bool = False,
     objective: str = "latency",
     targets: Sequence[str] | None = None,
     name: str | None = None,
@@ -86,7 +87,9 @@ def deploy(
     iterable of feed dicts. Without them edgeopt uses synthetic inputs and says so. ``metric`` is a
     name from ``edgeopt.metrics`` or a callable ``(outputs, labels) -> float`` (higher is better);
     ``max_drop`` is in that metric's own units. ``budget_s`` limits the candidate search (candidates
-    not started in time are listed as skipped); ``cache=False`` bypasses the search cache. ``target="auto"``
+    not started in time are listed as skipped); ``cache=False`` bypasses the search cache; ``exhaustive=True`` builds
+    every plan of a ``precision="auto"`` search, even those the speed screen shows cannot win
+    (``edgeopt.speed_screen``). ``target="auto"``
     compares ``targets`` (default: all available) for ``objective`` and deploys the winner (``edgeopt.compare``).
     The verified artifact is registered as the next version of ``name`` (default: the source's stem) in the
     deployment registry (``edgeopt.registry``; ``EDGEOPT_REGISTRY=off`` skips it). ``state`` declares a
@@ -130,6 +133,7 @@ def deploy(
         threads=threads,
         budget_s=budget_s,
         cache=cache,
+        exhaustive=exhaustive,
         objective=objective,
         targets=tuple(targets or ()),
         compression=compression,
@@ -162,6 +166,7 @@ def compare(
     timing_s: float = 2.0,
     budget_s: float | None = None,
     cache: bool = True,
+    exhaustive: bool = False,
     state: Mapping[str, str] | None = None,
     max_memory: int | str | None = None,
     events: Events | None = None,
@@ -180,7 +185,7 @@ def compare(
         batches=(batch,) if isinstance(batch, int) else tuple(batch), slo_ms=slo_ms, trust_pickle=trust_pickle,
         trust_code=trust_code,
         weights=Path(weights) if weights is not None else None, timing_s=timing_s, threads=threads,
-        budget_s=budget_s, cache=cache, objective=objective, targets=tuple(targets or ()),
+        budget_s=budget_s, cache=cache, exhaustive=exhaustive, objective=objective, targets=tuple(targets or ()),
         state=dict(state) if state is not None else None, max_memory=max_memory,
     )
     return run_compare(request, pm=plugin_manager, events=events)

@@ -25,6 +25,7 @@ from edgeopt.metrics import check_outputs, evaluate, metric_unit, run_outputs
 from edgeopt.plugins import PluginManager
 from edgeopt.search_cache import SearchCache, plan_identity
 from edgeopt.significance import NEGLIGIBLE, Contender, choose, ratio_ci
+from edgeopt.speed_screen import Bar
 from edgeopt.types import (
     Compiled,
     Dataset,
@@ -138,6 +139,12 @@ class CandidateContext:
     max_memory: int | str | None = None
     """Memory limit of each build (``--max-memory``; ``edgeopt.memory_limit``). None: a share of the memory
     available when the first build starts."""
+    screen: bool = False
+    """Speed-screen a ``--precision auto`` search (``edgeopt.speed_screen``); off with ``--exhaustive``."""
+    bar: Bar | None = field(default=None, repr=False)
+    """The fastest accepted candidate of the targets searched before this one (``--target auto``)."""
+    timing_feeds: Sequence[Mapping[str, np.ndarray]] = ()
+    """Feeds the screen times candidates on (one batch each)."""
     builder: BuildWorker | None = field(default=None, repr=False)
     """The worker building this target's candidates (``edgeopt.build_worker``), started by the first build."""
 
@@ -252,7 +259,9 @@ def search_plans(
     For ``auto``: the target's own ``auto`` plans, then the plans of each precision it lists that ``auto``
     left out (e.g. int8-dynamic on a conv net), then variants of its first calibrated int8 plan with
     per-tensor weight scales and with entropy calibration (the plan's generic ``granularity`` and
-    ``calibration`` fields), unless the target already offers those. Other precisions: the target's plans.
+    ``calibration`` fields), unless the target already offers those; int8-dynamic after the other int8 plans,
+    and the first plan of each precision before the others (``_each_precision_first``). Other precisions: the
+    target's plans.
     """
     plans = pm.plan(graph, target, device, precision)
     if precision != "auto":
@@ -281,7 +290,20 @@ def search_plans(
             label = _relabel(first.label, ("minmax", "percentile"), "entropy")
             out.append((replace(first, calibration="entropy", label=label), "variant"))
     dynamic = [item for item in out if item[0].precision == "int8-dynamic"]
-    return [item for item in out if item[0].precision != "int8-dynamic"] + dynamic
+    return _each_precision_first([item for item in out if item[0].precision != "int8-dynamic"] + dynamic)
+
+
+def _each_precision_first(plans: list[tuple[Plan, str]]) -> list[tuple[Plan, str]]:
+    """The first plan of each precision family (``int8-dynamic`` is ``int8``'s), in the given order, then the rest
+    in the given order: a search cut short by its budget has tried every kind of plan before any refinement of
+    one kind, and a cheap float plan accepted early sets the bar the speed screen measures the others by."""
+    seen: set[str] = set()
+    first, rest = [], []
+    for item in plans:
+        family = item[0].precision.split("-")[0]
+        (rest if family in seen else first).append(item)
+        seen.add(family)
+    return first + rest
 
 
 # ------------------------------------------------------------------------------------------ fallback

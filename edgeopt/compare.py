@@ -1,10 +1,10 @@
 """The best runtime for one model on one device: ``edgeopt compare`` and ``edgeopt deploy --target auto``.
 
 Stages, the same ones a single-target deploy runs (``edgeopt.deploy``): the model is imported, the data
-loaded and the fp32 reference run once (``prepare``); each target runs its own ``--precision auto`` search
-(``search_target``); each target's candidates are timed against each other in one interleaved run
-(``time_searches``), that target's sessions closed before the next target is timed, and each target keeps
-its winner (``select``). Then parallelism is searched: each winner is re-loaded with
+loaded and the fp32 reference run once (``prepare``); each target runs its own ``--precision auto`` search,
+fastest fp32 baseline first, each screened against the best of those before it (``target_order``); each
+target's candidates are timed against each other in one interleaved run right after its search, and each
+target keeps its winner (``select``). Then parallelism is searched: each winner is re-loaded with
 every thread count and batch the objective asks for (``settings_for``), and all of those are timed together,
 one runner busy at a time, the order rotating each round and each turn opened by an untimed run so the
 previous runtime's thread pool is idle before the next one is timed. The winner across targets is the
@@ -24,6 +24,7 @@ from edgeopt.artifact import check_destination, verify_artifact
 from edgeopt.candidates import Candidate, Events, Selection, select, time_candidates
 from edgeopt.compress.deploy_guard import target_request
 from edgeopt.deploy import (
+    AUTO_BUDGET_S,
     AUTO_TARGET,
     Deployment,
     DeployRequest,
@@ -34,8 +35,6 @@ from edgeopt.deploy import (
     feeds_for_batch,
     finish,
     prepare,
-    search_target,
-    time_searches,
 )
 from edgeopt.energy import estimate_energy, metered
 from edgeopt.errors import AccuracyBudgetExceeded, EdgeoptError, TargetError
@@ -46,6 +45,7 @@ from edgeopt.metrics import metric_unit
 from edgeopt.passes.batch import checked_batches
 from edgeopt.plugins import PluginManager, get_plugin_manager
 from edgeopt.significance import Choice, Contender, choose
+from edgeopt.target_order import search_targets
 from edgeopt.types import DeviceProfile, LatencyStats, Runner, RunSettings, TargetInfo
 
 SETTLE_RUNS = 2
@@ -347,21 +347,11 @@ def _run(
     prepared = prepare(request, pm, events, work)
     request = target_request(request, prepared.compression)  # --max-drop less what compression used
     warnings: list[str] = list(prepared.warnings)
-    searches: dict[str, TargetSearch] = {}
-    for info in usable:
-        events.step(f"searching target {info.name}")
-        try:
-            found = search_target(request, prepared, info, device, pm=pm, events=events)
-        except EdgeoptError as exc:
-            rows.append(TargetResult(info.name, "failed", exc.message, hint=exc.hint))
-            continue
-        searches[info.name] = found
-        # each target's candidates are timed against each other right after its search, then their sessions are
-        # closed: only one target's runners are ever open, which bounds memory and keeps other runtimes idle
-        try:
-            time_searches([found], prepared, budget_s=request.timing_s, events=events)
-        finally:
-            found.close()
+
+    def failed(name: str, exc: EdgeoptError) -> None:
+        rows.append(TargetResult(name, "failed", exc.message, hint=exc.hint))
+
+    searches = search_targets(request, prepared, usable, device, pm=pm, events=events, failed=failed)
     entries: dict[str, _Entry] = {}
     for name, found in searches.items():
         try:
@@ -431,6 +421,8 @@ def deploy_auto(request: DeployRequest, *, pm: PluginManager, events: Events) ->
     ``selection`` records every alternative measured and why the winner won."""
     out = Path(request.out) if request.out else default_out(request.source, AUTO_TARGET)
     check_destination(out)
+    if request.budget_s is None and not request.exhaustive:
+        request = replace(request, budget_s=AUTO_BUDGET_S)
     with tempfile.TemporaryDirectory(prefix="edgeopt-") as tmp:
         comparison, entries, prepared, request = _run(request, pm, events, Path(tmp))
         if comparison.winner is None:

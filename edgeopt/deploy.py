@@ -53,6 +53,7 @@ from edgeopt.search import (
     search_section,
     sensitivity_rows,
 )
+from edgeopt.speed_screen import Bar
 from edgeopt.stream import answers, stream_outputs, with_stream_states
 from edgeopt.types import Dataset, DeviceProfile, Graph, ImportOptions, RunSettings, TargetInfo
 
@@ -60,6 +61,9 @@ log = logging.getLogger("edgeopt")
 
 SYNTHETIC_SAMPLES = 32
 AUTO_TARGET = "auto"
+AUTO_BUDGET_S = 75.0
+"""Default search budget of ``--target auto`` (seconds, all targets together): its searches run fastest target
+first and screened for speed, so what the budget leaves out is the least promising part of the search."""
 """``--target auto``: search every available target and deploy the fastest (see ``edgeopt.compare``)."""
 OBJECTIVES = ("latency", "latency-p90", "throughput")
 
@@ -90,9 +94,14 @@ class DeployRequest:
     threads: int | None = None
     budget_s: float | None = None
     """Wall-clock limit for the candidate search (compile, check, fallback); candidates not started in time
-    are listed as skipped. Timing (``timing_s`` per run) and profiling come on top. None: no limit."""
+    are listed as skipped. Timing (``timing_s`` per run) and profiling come on top. With several targets it
+    bounds their searches together (``edgeopt.target_order``). None: no limit, except that ``--target auto``
+    stops starting candidates after ``AUTO_BUDGET_S`` unless ``exhaustive``."""
     cache: bool = True
     """Reuse compiled and evaluated candidates from the search cache (``edgeopt.search_cache``)."""
+    exhaustive: bool = False
+    """Build every plan of a ``--precision auto`` search, even those the speed screen shows cannot win
+    (``edgeopt.speed_screen``)."""
     objective: str = "latency"
     """What ``--target auto`` and ``edgeopt compare`` optimize: ``latency`` (batch 1, p50 with p90 shown) or
     ``throughput`` (samples/s over ``batches``, the largest batch whose p90 meets ``slo_ms`` when given)."""
@@ -247,6 +256,19 @@ class TargetSearch:
     ctx: CandidateContext
     search: Search
     search_s: float
+    plans: list[tuple] = field(default_factory=list)
+    """``(plan, origin)`` in search order; ``search.planned`` of them are done."""
+    precision: str = "auto"
+    """The precision the request asked for."""
+
+    def advance(self, *, bar: Bar | None = None, stop_after: int | None = None) -> TargetSearch:
+        """Evaluate the remaining plans (``stop_after``: only that many, no fallback), ``bar`` the fastest
+        accepted candidate of the targets searched before (see ``edgeopt.speed_screen``)."""
+        began = time.monotonic()
+        self.ctx.bar = bar
+        run_search(self.ctx, self.plans, self.precision, search=self.search, stop_after=stop_after)
+        self.search_s += time.monotonic() - began
+        return self
 
     @property
     def candidates(self) -> list[Candidate]:
@@ -322,6 +344,19 @@ def search_target(
     events: Events,
 ) -> TargetSearch:
     """Compile, check and evaluate every candidate plan of one target; runners stay open for timing."""
+    return open_search(request, prepared, target, device, pm=pm, events=events).advance()
+
+
+def open_search(
+    request: DeployRequest,
+    prepared: Prepared,
+    target: TargetInfo,
+    device: DeviceProfile,
+    *,
+    pm: PluginManager,
+    events: Events,
+) -> TargetSearch:
+    """One target's plans and candidate context, nothing evaluated yet (``TargetSearch.advance`` does)."""
     began = time.monotonic()
     graph = prepared.graph
     plans = search_plans(pm, graph, target, device, request.precision, events)
@@ -352,9 +387,11 @@ def search_target(
         cache=open_cache(request, graph, target, device, pm, prepared.calibration, prepared.evaluation),
         deadline=began + request.budget_s if request.budget_s is not None else None,
         max_memory=request.max_memory,
+        screen=request.precision == "auto" and not request.exhaustive,
+        timing_feeds=feeds_for_batch(prepared.evaluation, prepared.batch),
     )
-    search = run_search(ctx, [*baseline, *plans], request.precision)
-    return TargetSearch(target, device, ctx, search, time.monotonic() - began)
+    return TargetSearch(target, device, ctx, Search(), time.monotonic() - began, [*baseline, *plans],
+                        request.precision)
 
 
 def time_searches(

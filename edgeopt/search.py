@@ -32,7 +32,8 @@ from edgeopt.sensitivity import (
     recompile_sensitivity,
     weight_prior,
 )
-from edgeopt.types import Dataset, DeviceProfile, Graph, Runner, TargetInfo
+from edgeopt.speed_screen import SpeedScreen, speed_key
+from edgeopt.types import Dataset, DeviceProfile, Graph, Plan, Runner, TargetInfo
 
 if TYPE_CHECKING:
     from edgeopt.deploy import DeployRequest
@@ -50,6 +51,10 @@ class Search:
     sensitivity: SensitivityReport | None = None
     fallback: dict | None = None
     notes: list[str] = field(default_factory=list)
+    planned: int = 0
+    """How many of the search's plans were evaluated or skipped (``run_search`` resumes after them)."""
+    screen: SpeedScreen | None = None
+    """The speed screen of a ``--precision auto`` search, set once the fp32 baseline ran."""
     analysis_s: float = 0.0
     """Seconds spent on sensitivity after the search loop (for the chosen candidate's report)."""
 
@@ -95,20 +100,29 @@ def analyse(ctx: CandidateContext, candidate: Candidate) -> SensitivityReport:
     return report
 
 
-def run_search(ctx: CandidateContext, plans: list[tuple], precision: str) -> Search:
-    """Evaluate every plan in order, then fall back to mixed precision when no quantized one is accepted.
-    Every build runs in the context's memory-limited worker, stopped when the search ends."""
+def run_search(ctx: CandidateContext, plans: list[tuple], precision: str, *, search: Search | None = None,
+               stop_after: int | None = None) -> Search:
+    """Evaluate the plans in order, then fall back to mixed precision when no quantized one is accepted.
+
+    ``search`` resumes an earlier call's search after the plans it already consumed; ``stop_after`` evaluates only
+    that many plans and returns before any fallback (``--target auto`` ranks targets by their fp32 baselines).
+    Every build runs in the context's memory-limited worker, stopped when the call returns."""
     try:
-        return _run_search(ctx, plans, precision)
+        return _run_search(ctx, plans, precision, search or Search(), stop_after)
     finally:
         ctx.close_builds()
 
 
-def _run_search(ctx: CandidateContext, plans: list[tuple], precision: str) -> Search:
-    search = Search()
-    for plan, origin in plans:
-        if origin == "variant" and (won := _accepted_like(search, plan.precision)) is not None:
-            search.add(Candidate(plan, "skipped", f"{SKIPPED_VARIANT} ({won})", origin=origin), None)
+def _run_search(ctx: CandidateContext, plans: list[tuple], precision: str, search: Search,
+                stop_after: int | None) -> Search:
+    todo = plans[search.planned:] if stop_after is None else plans[search.planned:search.planned + stop_after]
+    if search.screen is not None and ctx.bar is not None and ctx.bar.label not in search.screen.measured:
+        _time_bar(ctx, search.screen)
+    for plan, origin in todo:
+        search.planned += 1
+        skip = _skip_reason(search, plan, origin)
+        if skip is not None:
+            search.add(Candidate(plan, "skipped", skip, origin=origin), None)
             continue
         candidate, runner = evaluate_plan(ctx, plan, len(search.candidates), origin=origin,
                                           force=not search.candidates)
@@ -116,6 +130,10 @@ def _run_search(ctx: CandidateContext, plans: list[tuple], precision: str) -> Se
             candidate = replace(candidate, status="baseline" if candidate.status == "accepted" else candidate.status,
                                 origin="plan")
         search.add(candidate, runner)
+        if runner is not None and precision == "auto" and ctx.screen:
+            _screen(ctx, search, candidate, runner)
+    if stop_after is not None:
+        return search
     # the fallback rescues integer plans: an accepted bf16/fp16 model does not make a refused int8 one moot
     quantized = [c for c in search.candidates if c.plan.precision.startswith("int8")
                  and (precision == "auto" or c.plan.precision == precision)]
@@ -125,6 +143,10 @@ def _run_search(ctx: CandidateContext, plans: list[tuple], precision: str) -> Se
     base = min(bases, key=lambda c: c.drop)
     if ctx.out_of_time():
         search.notes.append(f"no mixed-precision fallback from {base.label}: the search budget was spent")
+        return search
+    if search.screen is not None and (slow := search.screen.slow.get(speed_key(base.plan))) is not None:
+        search.notes.append(f"no mixed-precision fallback from {base.label}: it cannot win on speed ({slow}); "
+                            "keeping nodes in fp32 only slows it further")
         return search
     search.sensitivity = analyse(ctx, base)
     ranking = search.sensitivity.ranked()
@@ -144,6 +166,35 @@ def _run_search(ctx: CandidateContext, plans: list[tuple], precision: str) -> Se
         "recovered": any(c.status == "accepted" for c, _ in steps),
     }
     return search
+
+
+def _skip_reason(search: Search, plan: Plan, origin: str) -> str | None:
+    """Why ``plan`` is not built: a variant of an accepted precision, or a plan the speed screen rules out."""
+    if origin == "variant" and (won := _accepted_like(search, plan.precision)) is not None:
+        return f"{SKIPPED_VARIANT} ({won})"
+    return search.screen.skip_reason(plan) if search.screen is not None else None
+
+
+def _screen(ctx: CandidateContext, search: Search, candidate: Candidate, runner: Runner) -> None:
+    """Start the speed screen at the fp32 baseline (timing the other targets' bar against it), then place every
+    later candidate that ran."""
+    if search.screen is None:
+        if candidate.plan.precision != "fp32" or candidate.status not in ("baseline", "accepted"):
+            return
+        search.screen = SpeedScreen(runner, ctx.timing_feeds, ctx.device, batch=ctx.batch)
+        if ctx.bar is not None:
+            _time_bar(ctx, search.screen)
+        return
+    if candidate.status not in ("accepted", "refused"):
+        return
+    rel = search.screen.observe(candidate.plan, candidate.label, candidate.status == "accepted", runner)
+    ctx.events.step(f"speed screen: {candidate.label} runs at {rel:.2f}x fp32")
+
+
+def _time_bar(ctx: CandidateContext, screen: SpeedScreen) -> None:
+    assert ctx.bar is not None
+    rel = screen.against(ctx.bar)
+    ctx.events.step(f"speed screen: {ctx.bar.label} runs at {rel:.2f}x this target's fp32")
 
 
 SKIPPED_VARIANT = "skipped: a plan of the same precision was already accepted"

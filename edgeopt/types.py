@@ -173,6 +173,11 @@ class Plan:
     granularity: str = ""
     """Int8 weight scales ``per-channel`` or ``per-tensor``; empty keeps the plan's own choice (see
     ``calibration``)."""
+    kernels: str = ""
+    """Plans of one target with the same non-empty ``kernels`` run the same kernels: they differ only in
+    quantization scales (calibration method, percentile, symmetry), so their speed is judged by whichever of
+    them ran first (``edgeopt.speed_screen``). Empty: the plan shares kernels only with the core's calibration
+    and granularity variants of itself."""
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def outlier(tmp_path_factory) -> dict:
 def _deploy(outlier: dict, tmp_path: Path, **kwargs) -> Deployment:
     d = outlier["dir"]
     options = {"calib": d / "calib.npz", "eval": d / "eval.npz", "timing_s": 0.1, "cache": False,
-               "out": tmp_path / "a.edgeopt"}
+               "out": tmp_path / "a.edgeopt", "exhaustive": True}  # int8 of a toy is no faster: screen off
     options.update(kwargs)
     return deploy(str(outlier["model"]), **options)
 
@@ -262,7 +262,7 @@ def test_accuracy_variants_are_skipped_once_a_plan_of_their_precision_is_accepte
     plans = [(Plan("t", "fp32", label="fp32"), "plan"), (Plan("t", "int8", label="int8"), "plan"),
              (Plan("t", "int8", label="int8 per-tensor", granularity="per-tensor"), "variant"),
              (Plan("t", "bf16", label="bf16"), "plan")]
-    found = search_mod._run_search(ctx, plans, "auto")
+    found = search_mod._run_search(ctx, plans, "auto", search_mod.Search(), None)
     assert built == ["fp32", "int8", "bf16"]
     skipped = found.candidates[2]
     assert skipped.status == "skipped" and search_mod.SKIPPED_VARIANT in skipped.reason and "(int8)" in skipped.reason
@@ -276,6 +276,6 @@ def test_fallback_is_tried_for_refused_int8_even_when_bf16_was_accepted(monkeypa
     plans = [(Plan("t", "fp32", label="fp32"), "plan"), (Plan("t", "int8", label="int8"), "plan"),
              (Plan("t", "int8", label="int8 entropy", calibration="entropy"), "variant"),
              (Plan("t", "bf16", label="bf16"), "plan")]
-    found = search_mod._run_search(ctx, plans, "auto")
+    found = search_mod._run_search(ctx, plans, "auto", search_mod.Search(), None)
     assert built == ["fp32", "int8", "int8 entropy", "bf16"]  # nothing accepted at int8: the variant runs
     assert found.notes == ["no mixed-precision fallback from int8: no node could be ranked"]

@@ -93,16 +93,23 @@ def compare(
     ] = False,
     threads: Annotated[int | None, typer.Option(help="Pin the thread count (default: searched)")] = None,
     timing_s: Annotated[float, typer.Option(help="Seconds of timing per configuration")] = 2.0,
-    budget_s: Annotated[float | None, typer.Option(help="Time limit per target's candidate search")] = None,
+    budget_s: Annotated[
+        float | None, typer.Option(help="Time limit of the candidate search, all targets together")
+    ] = None,
     max_memory: Annotated[
         str | None,
         typer.Option(help="Memory each candidate build may use, e.g. 2GiB or 1500MB (default: 60% of available)"),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Ignore the search cache")] = False,
+    exhaustive: Annotated[
+        bool, typer.Option("--exhaustive", help="Build every plan, even those that cannot beat the fastest "
+                           "accepted candidate (off: the speed screen skips them)")
+    ] = False,
     html: Annotated[
         Path | None, typer.Option("--html", help="HTML report path (default: ./<model>-compare.html)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
+    wide: WideOpt = False,
 ) -> None:
     """Find the best runtime for MODEL on one device: each target's --precision auto search, timed together."""
     from edgeopt.api import compare as sdk_compare
@@ -118,7 +125,7 @@ def compare(
             objective=objective, batch=parse_int_list(batch, what="--batch"), slo_ms=slo_ms,
             input_shapes=parse_input_shapes(input_shape), state=parse_state(state), weights=weights,
             trust_pickle=trust_pickle, trust_code=trust_code, threads=threads, timing_s=timing_s,
-            budget_s=budget_s, max_memory=max_memory, cache=not no_cache, events=events,
+            budget_s=budget_s, max_memory=max_memory, cache=not no_cache, exhaustive=exhaustive, events=events,
         )
     data = comparison.to_dict()
     report = html or Path.cwd() / f"{Path(model).stem.replace(':', '-').replace('.', '-') or 'model'}-compare.html"

@@ -149,7 +149,8 @@ def deploy(
     ] = False,
     budget_s: Annotated[
         float | None,
-        typer.Option(help="Time limit of the candidate search; candidates not reached are skipped",
+        typer.Option(help="Time limit of the candidate search; candidates not reached are skipped (--target auto: "
+                     "75 unless --exhaustive)",
                      rich_help_panel=SEARCH, callback=positive),
     ] = None,
     max_memory: Annotated[
@@ -160,6 +161,10 @@ def deploy(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Build every candidate afresh (ignore the search cache)",
                            rich_help_panel=SEARCH)
+    ] = False,
+    exhaustive: Annotated[
+        bool, typer.Option("--exhaustive", help="Build every plan, even those that cannot beat the fastest "
+                           "accepted candidate (off: the speed screen skips them)", rich_help_panel=SEARCH)
     ] = False,
     out: Annotated[
         Path | None, typer.Option(help="Artifact folder (default: ./<model>-<target>.edgeopt)", rich_help_panel=OUTPUT)
@@ -213,6 +218,7 @@ def deploy(
             budget_s=budget_s,
             max_memory=max_memory,
             cache=not no_cache,
+            exhaustive=exhaustive,
             objective=objective,
             targets=[t.strip() for t in targets.split(",") if t.strip()] if targets else None,
             name=name,

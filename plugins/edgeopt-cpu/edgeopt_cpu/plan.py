@@ -123,6 +123,13 @@ def is_prequantized(graph: Graph) -> bool:
     return ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
 
 
+def static_kernels(options: StaticInt8Options, *, prefix: str = "") -> str:
+    """``Plan.kernels`` of a static int8 plan: ORT picks its integer kernels by operand types (and the weights'
+    reduced range); the calibration method and the scales' granularity change only the scales."""
+    reduced = " reduce-range" if options.reduce_range else ""
+    return f"{prefix}static {options.activation_type}x{options.weight_type}{reduced}"
+
+
 def prequantized_plan(device: DeviceProfile) -> Plan:
     """The one plan for an already-quantized graph, whatever precision was asked: its QDQ as given (ORT fuses
     it into integer kernels at load)."""
@@ -157,6 +164,7 @@ def plan_candidates(graph: Graph, device: DeviceProfile, precision: str) -> list
             label=static_label(options, cls.tag),
             threads=threads,
             notes=(cls.note,),
+            kernels=static_kernels(options),
         )
         for options in cls.statics
     ]
@@ -180,7 +188,7 @@ def plan_candidates(graph: Graph, device: DeviceProfile, precision: str) -> list
         return [dynamic]
     if convs + matmuls == 0:
         note = "no Conv/MatMul/Gemm node: int8 has nothing to speed up, only fp32 is planned"
-        return [Plan(fp32.target, fp32.precision, fp32.passes, fp32.label, fp32.threads, (note,))]
+        return [replace(fp32, notes=(note,))]
     plans = [fp32, *statics]
     if matmuls > convs:
         plans.append(dynamic)
@@ -200,7 +208,8 @@ def _transformer_plans(family: Family, device: DeviceProfile, precision: str) ->
                  threads=threads)
     statics = [
         Plan(TARGET, "int8", (fuse, PassSpec("quantize-static", replace(o, op_types=MATMUL_OPS).to_params())),
-             label=f"{static_label(o, cls.tag)} + transformer fusion", threads=threads, notes=(why, cls.note, mask))
+             label=f"{static_label(o, cls.tag)} + transformer fusion", threads=threads, notes=(why, cls.note, mask),
+             kernels=static_kernels(o, prefix="fused MatMul "))
         for o in cls.statics[:2]
     ]
     dynamic = Plan(TARGET, "int8-dynamic", (fuse, PassSpec("quantize-dynamic", cls.dynamic.to_params())),

@@ -1,0 +1,110 @@
+"""``--target auto``'s searches, one target after another, fastest fp32 baseline first.
+
+Each target's fp32 baseline is built and evaluated first, and the baselines are timed against each other in
+one short interleaved run. The targets are then searched in that order, each one given the fastest accepted
+candidate of those before it (``speed_screen.Bar``): a plan that cannot beat it is not built. Searching the
+fastest runtime first makes that bar tight early, so slower runtimes are screened hardest. Each target's
+candidates are timed right after its search and closed, except the candidate that becomes the next bar: at
+most one target's runners, the waiting baselines and the bar are open at a time.
+
+Without the screen (``--exhaustive``, or a fixed precision) the targets are searched in the order given.
+``--budget-s`` bounds all the targets' searches together, from the first baseline (the baselines themselves
+always run).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from edgeopt.candidates import Events, time_candidates
+from edgeopt.deploy import DeployRequest, Prepared, TargetSearch, feeds_for_batch, open_search, time_searches
+from edgeopt.errors import EdgeoptError
+from edgeopt.plugins import PluginManager
+from edgeopt.speed_screen import Bar
+from edgeopt.types import DeviceProfile, Runner, TargetInfo
+
+RANK_BUDGET_S = 0.3
+"""Seconds of timed runs per baseline when ranking the targets."""
+
+Failed = Callable[[str, EdgeoptError], None]
+
+
+def search_targets(request: DeployRequest, prepared: Prepared, usable: Sequence[TargetInfo], device: DeviceProfile,
+                   *, pm: PluginManager, events: Events, failed: Failed) -> dict[str, TargetSearch]:
+    """Every usable target's finished and timed search (runners closed), by target name; a target whose search
+    raised is passed to ``failed`` instead."""
+    screened = request.precision == "auto" and not request.exhaustive
+    deadline = time.monotonic() + request.budget_s if request.budget_s is not None else None
+    opened: dict[str, TargetSearch] = {}
+    for info in usable:
+        try:
+            found = open_search(request, prepared, info, device, pm=pm, events=events)
+            found.ctx.deadline = deadline  # one budget for all targets
+            if screened:
+                events.step(f"building target {info.name}'s fp32 baseline")
+                found.advance(stop_after=1)
+        except EdgeoptError as exc:
+            failed(info.name, exc)
+            continue
+        opened[info.name] = found
+    order = _ranked(opened, prepared, events) if screened else list(opened)
+    done: dict[str, TargetSearch] = {}
+    bar: Bar | None = None
+    try:
+        for name in order:
+            found = opened.pop(name)
+            events.step(f"searching target {name}")
+            try:
+                found.advance(bar=bar)
+            except EdgeoptError as exc:
+                found.close()
+                failed(name, exc)
+                continue
+            done[name] = found
+            try:
+                time_searches([found], prepared, budget_s=request.timing_s, events=events)
+                if screened:
+                    bar = _next_bar(found, bar)
+            finally:
+                found.close()
+    finally:
+        for rest in opened.values():
+            rest.close()
+        if bar is not None:
+            bar.runner.close()
+    return done
+
+
+def _ranked(opened: dict[str, TargetSearch], prepared: Prepared, events: Events) -> list[str]:
+    """Target names, fastest fp32 baseline first (targets without a baseline that ran last, in given order)."""
+    runners: dict[str, Runner] = {}
+    for name, found in opened.items():
+        if found.search.runners and found.candidates and found.candidates[0].plan.precision == "fp32":
+            runners[name] = next(iter(found.search.runners.values()))
+    if len(runners) < 2:
+        return sorted(opened, key=lambda n: n not in runners)
+    events.step(f"ranking {len(runners)} targets by their fp32 baselines, interleaved")
+    stats = time_candidates(runners, feeds_for_batch(prepared.evaluation, prepared.batch), batch=prepared.batch,
+                            budget_s=RANK_BUDGET_S * len(runners), settle_runs=2, runs_per_round=3)
+    return sorted(opened, key=lambda n: stats[n].p50 if n in stats else math.inf)
+
+
+def _next_bar(found: TargetSearch, bar: Bar | None) -> Bar | None:
+    """The faster of ``bar`` and this target's fastest accepted candidate, whose runner is then kept open (taken
+    out of the search); the loser's runner is closed. Latencies compare through this target's screen, which
+    timed the old bar against the same baseline."""
+    screen = found.search.screen
+    timed = [(i, c) for i, c in enumerate(found.candidates)
+             if c.status in ("accepted", "baseline") and c.latency is not None and i in found.search.runners]
+    base = found.candidates[0].latency if found.candidates else None
+    if screen is None or not timed or base is None or base.p50 <= 0:
+        return bar
+    index, best = min(timed, key=lambda ic: ic[1].latency.p50)  # type: ignore[union-attr]
+    rel = best.latency.p50 / base.p50  # type: ignore[union-attr]
+    if bar is not None and rel >= screen.measured.get(bar.label, math.inf):
+        return bar
+    if bar is not None:
+        bar.runner.close()
+    return Bar(f"{found.target.name} {best.label}", found.search.runners.pop(index))
