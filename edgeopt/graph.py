@@ -48,7 +48,7 @@ from edgeopt.graph_safety import (
 )
 from edgeopt.isolation import IsolatedWorker
 from edgeopt.legacy_ops import per_channel_prelu_slopes
-from edgeopt.types import Graph, ImportOptions
+from edgeopt.types import Graph, ImportOptions, TensorSpec
 
 __all__ = [
     "DATA_FILE",
@@ -265,6 +265,36 @@ def _fix_input_shapes(model: onnx.ModelProto, options: ImportOptions, notes: lis
     return changed
 
 
+def _session_problem(model: onnx.ModelProto, workdir: Path, worker: IsolatedWorker) -> str:
+    """Why ONNX Runtime cannot create a session for ``model`` (in the isolated worker), or ``""``."""
+    source = _serialized(model, workdir)
+    return worker.call("edgeopt.graph_safety:session_probe", source, "basic", what="ONNX Runtime")
+
+
+def _fixed_where_loadable(model: onnx.ModelProto, options: ImportOptions, notes: list[str], *, workdir: Path,
+                          worker: IsolatedWorker) -> tuple[onnx.ModelProto, str | None, tuple[TensorSpec, ...]]:
+    """``model`` with its input dims fixed (``_fix_input_shapes``), ONNX Runtime's complaint about it when that
+    was probed, and the input specs a deploy feeds when they differ from the returned model's (else ``()``).
+
+    Fixed dims can make a graph invalid that is valid with dynamic ones (an ``If`` whose other branch only
+    type-checks for other sizes, e.g. a sample-rate switch around an LSTM): when ONNX Runtime refuses the fixed
+    model but loads the original, the model keeps its own dims, with a note, and the fixed specs are returned
+    as what the deploy feeds."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    fixed_notes: list[str] = []
+    if not _fix_input_shapes(fixed, options, fixed_notes):
+        notes.extend(fixed_notes)
+        return fixed, None, ()
+    problem = _session_problem(fixed, workdir, worker)
+    if problem and not _session_problem(model, workdir, worker):
+        notes.append(f"ONNX Runtime cannot load the model with its input dims fixed ({problem}); the model keeps "
+                     "its own dynamic dims and is fed the fixed shapes")
+        return model, "", tuple(tensor_spec(vi) for vi in fixed.graph.input)
+    notes.extend(fixed_notes)
+    return fixed, problem, ()
+
+
 @contextlib.contextmanager
 def _tempdir_in(directory: Path) -> Iterator[None]:
     """Point ``tempfile`` at ``directory`` for the duration (onnxslim spills large models to temp files)."""
@@ -418,13 +448,13 @@ def normalize(
     _tidy_imports(work)
     _check(work, workdir=workdir, what="the model", worker=worker)
     work = _upgrade_opset(work, options.opset, notes)
-    _fix_input_shapes(work, options, notes)
+    work, problem, fed = _fixed_where_loadable(work, options, notes, workdir=workdir, worker=worker)
     check_fold_sizes(work, options=options)  # before ONNX Runtime folds constants, in the worker or in onnxslim
     if options.simplify:
         # onnxslim folds constants by running ONNX Runtime in this process: let ORT meet the model in
         # the worker first (session creation folds constants too)
-        source = _serialized(work, workdir)
-        problem = worker.call("edgeopt.graph_safety:session_probe", source, "basic", what="ONNX Runtime")
+        if problem is None:
+            problem = _session_problem(work, workdir, worker)
         if problem:
             notes.append(f"ONNX Runtime cannot load the model ({problem}); kept it unsimplified")
         else:
@@ -446,7 +476,7 @@ def normalize(
         source_fingerprint=source_fingerprint,
         source_format=source_format,
         opset=_onnx_opset(work) or options.opset,
-        inputs=tuple(tensor_spec(vi) for vi in work.graph.input),
+        inputs=fed or tuple(tensor_spec(vi) for vi in work.graph.input),
         outputs=tuple(tensor_spec(vi) for vi in work.graph.output),
         source_opset=source_opset,
         notes=tuple(notes),

@@ -40,7 +40,9 @@ class Graph:
     """A normalized, checked, hardware-neutral ONNX model stored at ``path``.
 
     Invariants: passes ``onnx.checker`` (full check), opset >= 17, shapes inferred, graph inputs
-    exclude initializers, every input shape static unless the user kept a dimension dynamic.
+    exclude initializers, every input shape in ``inputs`` static unless the user kept a dimension dynamic.
+    ``inputs`` are the shapes a deploy feeds; the model file keeps dynamic input dims only where fixing them
+    made ONNX Runtime refuse the graph (a note says so).
     """
 
     path: Path

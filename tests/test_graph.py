@@ -522,3 +522,44 @@ def test_reshape_allowzero_is_dropped_only_where_it_changes_nothing(tmp_path):
     assert [next((a.i for a in n.attribute if a.name == "allowzero"), 0) for n in reshapes] == [0, 1]
     feeds = {"x": np.arange(12, dtype=np.float32).reshape(2, 6) - 6, "s": np.array([4, 3], np.int64)}
     np.testing.assert_array_equal(_run(graph.path, feeds)[0], _run(model, feeds)[0])
+
+
+def _if_reshape_model() -> onnx.ModelProto:
+    """x [n, m] reshaped to [-1, 4] or [-1, 3] by an If on ``flag``: valid with dynamic dims, while fixed ones
+    make one branch's shape inference fail in ONNX Runtime (the pattern of a sample-rate switch around an LSTM)."""
+
+    def branch(name: str, cols: int) -> onnx.GraphProto:
+        shape = numpy_helper.from_array(np.array([-1, cols], np.int64), f"{name}_shape")
+        out = helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, ["rows", cols])
+        return helper.make_graph([helper.make_node("Reshape", ["x", f"{name}_shape"], [f"{name}_y"])], name, [],
+                                 [out], [shape])
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "m"])
+    flag = helper.make_tensor_value_info("flag", TensorProto.BOOL, [])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", "cols"])
+    node = helper.make_node("If", ["flag"], ["y"], name="switch", then_branch=branch("then", 4),
+                            else_branch=branch("else", 3))
+    return helper.make_model(helper.make_graph([node], "g", [x, flag], [y]),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_fixed_dims_that_onnx_runtime_refuses_are_kept_dynamic_and_fed_fixed(tmp_path: Path) -> None:
+    options = ImportOptions(input_shapes={"x": (1, 6)})
+    graph = normalize(_if_reshape_model(), source_fingerprint="x", source_format="onnx", options=options,
+                      workdir=tmp_path)
+    assert any("keeps its own dynamic dims" in n for n in graph.notes)
+    assert graph.input("x").shape == (1, 6)  # what the deploy feeds
+    saved = onnx.load(graph.path)
+    assert [d.dim_value for d in saved.graph.input[0].type.tensor_type.shape.dim] == [0, 0]  # dynamic in the file
+    session = ort.InferenceSession(str(graph.path), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": np.arange(6, dtype=np.float32).reshape(1, 6), "flag": np.array(False)})
+    assert y.shape == (2, 3)
+
+
+def test_fixed_dims_are_kept_when_onnx_runtime_loads_them(tmp_path: Path) -> None:
+    options = ImportOptions(input_shapes={"x": (1, 12)})  # both branches divide 12
+    graph = normalize(_if_reshape_model(), source_fingerprint="x", source_format="onnx", options=options,
+                      workdir=tmp_path)
+    assert not any("dynamic dims" in n for n in graph.notes)
+    saved = onnx.load(graph.path)
+    assert [d.dim_value for d in saved.graph.input[0].type.tensor_type.shape.dim] == [1, 12]

@@ -75,6 +75,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:400] if text else type(exc).__name__
 
 
+def conversion_reason(exc: BaseException) -> str:
+    """What OpenVINO's ONNX frontend could not convert: its summary naming the ops when the exception has one
+    (the first line is only where in OpenVINO's sources the check failed), else the first line."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    summary = next((line for line in lines if line.startswith("-- Conversion is failed for:")), None)
+    if summary is None:
+        return _first_line(exc)
+    return "ops not converted: " + summary.removeprefix("-- Conversion is failed for:").strip()
+
+
 # --- conversion -----------------------------------------------------------------------------------
 
 
@@ -104,7 +114,7 @@ def convert(source: Path, batch: int) -> tuple[Any, int, tuple[str, ...]]:
         model = ov.convert_model(io.BytesIO(data)) if data is not None else ov.convert_model(str(source))
     except Exception as exc:  # OpenVINO's frontends raise their own exception types
         raise CompileError(
-            f"OpenVINO cannot convert {source.name}: {_first_line(exc)}",
+            f"OpenVINO cannot convert {source.name}: {conversion_reason(exc)}",
             hint="the graph uses an op or pattern OpenVINO's ONNX frontend does not support; try target 'cpu'",
         ) from exc
     return model, changed, (note,) if note else ()

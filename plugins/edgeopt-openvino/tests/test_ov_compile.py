@@ -166,3 +166,22 @@ def test_builds_share_one_worker_and_a_crash_fails_only_that_plan(conv_graph, av
             compile_plan(conv_graph, plan, CPU, samples_for(conv_graph), tmp_path / "c")
     compiled = compile_plan(conv_graph, plan, CPU, samples_for(conv_graph), tmp_path / "d")
     assert ov_compile.BUILDER.starts == started + 1 and compiled.model_path.is_file()
+
+
+def test_conversion_failure_names_the_ops_openvino_could_not_convert(tmp_path) -> None:
+    """A graph OpenVINO's ONNX frontend cannot convert (a Conv whose input rank is unknown) is refused naming
+    the op, not with the first line of OpenVINO's message (a source location)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeopt_openvino.build import convert
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)  # no rank
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g", [x], [y], [w])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(CompileError) as info:
+        convert(path, 1)
+    assert "ops not converted: Conv" in info.value.message
