@@ -130,7 +130,7 @@ def compress(
     alpha: float = 0.7,
     patience: int = 3,
     max_drop: float = 1.0,
-    input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
+    input_shapes: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
     weights: str | Path | None = None,
     out: str | Path | None = None,
     threads: int | None = None,
@@ -146,13 +146,14 @@ def compress(
     ``unstructured:0.5``, ``unstructured-global:0.5`` or ``2:4``. ``qat``: True runs QAT only when
     post-training int8 misses ``max_drop``; ``"always"`` runs it regardless. Stage ONNX files go to ``out``
     (a temporary folder, removed on return, when None: then read ``result.module``). ``timing_s``: seconds of
-    latency timing for all stages together (interleaved)."""
-    if input_shape is None:
+    latency timing for all stages together (interleaved). ``input_shapes``: as ``edgeopt.deploy``'s, the shape of
+    one exported batch (``{input name: dims}``, or plain dims for a single-input model)."""
+    if input_shapes is None:
         shapes: dict[str, tuple[int, ...]] = {}
-    elif isinstance(input_shape, Mapping):
-        shapes = {k: tuple(int(d) for d in v) for k, v in input_shape.items()}
+    elif isinstance(input_shapes, Mapping):
+        shapes = {k: tuple(int(d) for d in v) for k, v in input_shapes.items()}
     else:
-        shapes = {"": tuple(int(d) for d in input_shape)}
+        shapes = {"": tuple(int(d) for d in input_shapes)}
     spec = CompressionSpec(
         prune=parse_prune(prune) if prune else None, distill=distill, cluster=cluster, binarize=binarize,
         qat=bool(qat), qat_always=qat == "always", train=train_data,

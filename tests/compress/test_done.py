@@ -17,7 +17,7 @@ ROOT_EXAMPLE = "examples/digits/digits_cnn.onnx"
 def test_structured_pruning_with_distillation(digits, digits_cnn):
     x_train, x_test, y_train, y_test = digits
     result = compress(digits_cnn, (x_train, y_train), (x_test, y_test), prune="structured:0.5", distill=True,
-                      epochs=8, input_shape=(32, 1, 8, 8), threads=1)
+                      epochs=8, input_shapes=(32, 1, 8, 8), threads=1)
     original, pruned = result.stages[0], result.stages[-1]
     assert original.metric - pruned.metric <= 1.0
     assert pruned.params <= 0.5 * original.params
@@ -28,7 +28,7 @@ def test_structured_pruning_with_distillation(digits, digits_cnn):
 def test_clustering_shrinks_the_file(digits, digits_cnn):
     x_train, x_test, y_train, y_test = digits
     result = compress(digits_cnn, (x_train, y_train), (x_test, y_test), cluster=16, distill=True, epochs=3,
-                      input_shape=(1, 1, 8, 8))
+                      input_shapes=(1, 1, 8, 8))
     original, clustered = result.stages[0], result.stages[-1]
     assert clustered.size_bytes <= 0.3 * original.size_bytes
     assert original.metric - clustered.metric <= 1.0
@@ -42,7 +42,7 @@ def test_qat_recovers_where_post_training_int8_misses(digits, digits_cnn):
         digits_cnn.features[0].bias[:4] *= 100
         digits_cnn.features[2].weight[:, :4] /= 100
     result = compress(digits_cnn, (x_train, y_train), (x_test, y_test), qat=True, distill=True, epochs=4,
-                      max_drop=1.0, input_shape=(1, 1, 8, 8))
+                      max_drop=1.0, input_shapes=(1, 1, 8, 8))
     ptq_line = next(n for n in result.notes if n.startswith("post-training int8"))
     ptq_drop = float(ptq_line.split("drop ")[1].split()[0])
     assert ptq_drop > 1.0  # post-training int8 misses the budget ...

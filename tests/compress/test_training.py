@@ -72,7 +72,7 @@ def test_fine_tuning_improves_and_reports_each_epoch(digits):
 def test_binarize_reports_its_accuracy_and_shrinks_the_file(digits, digits_cnn):
     x_train, x_test, y_train, y_test = digits
     result = compress(digits_cnn, (x_train[:400], y_train[:400]), (x_test[:200], y_test[:200]), binarize=True,
-                      epochs=1, input_shape=(1, 1, 8, 8), timing_s=0.1)
+                      epochs=1, input_shapes=(1, 1, 8, 8), timing_s=0.1)
     original, binarized = result.stages[0], result.stages[-1]
     assert binarized.name == "binarized" and binarized.metric_name == "accuracy"
     assert 0.0 <= binarized.metric <= 100.0  # whatever it is, it is measured (ONNX Runtime, eval data) ...
@@ -105,5 +105,5 @@ def test_image_folder_trains_like_the_npz(tmp_path, digits, digits_cnn):
     want = {(int(y_train[i]), tuple(np.round(x_train[i].ravel() * 255).astype(int))) for i in range(200)}
     assert got == want
     result = compress(digits_cnn, folder, (x_test[:150], y_test[:150]), prune="unstructured:0.3", epochs=1,
-                      input_shape=(1, 1, 8, 8), timing_s=0.1)
+                      input_shapes=(1, 1, 8, 8), timing_s=0.1)
     assert result.training[0]["epochs_run"] == 2 and result.stages[-1].metric > 80  # epoch 0 + 1
