@@ -156,3 +156,10 @@ def test_targets_are_searched_fastest_baseline_first() -> None:
 
     opened = {"slow": Found(5), "broken": Found(None), "fast": Found(1), "middle": Found(3)}
     assert _ranked(opened, Prepared(), Events()) == ["fast", "middle", "slow", "broken"]
+
+
+def test_deploy_help_states_the_default_auto_budget() -> None:
+    from edgeopt.deploy import AUTO_BUDGET_S
+
+    source = (Path(__file__).parents[1] / "edgeopt" / "cli" / "deploy_command.py").read_text()
+    assert f"{AUTO_BUDGET_S:g} unless --exhaustive" in source.replace('"\n                     "', "")
