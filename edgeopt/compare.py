@@ -395,9 +395,10 @@ def run_compare(request: DeployRequest, *, pm: PluginManager | None = None, even
     """Run every eligible target's search on the same data and time their winners together."""
     from edgeopt.deploy import _check_request
 
-    _check_request(request)
+    pm = pm or get_plugin_manager()
+    _check_request(request, pm)
     with tempfile.TemporaryDirectory(prefix="edgeopt-compare-") as tmp:
-        comparison, *_ = _run(request, pm or get_plugin_manager(), events or LogEvents(), Path(tmp))
+        comparison, *_ = _run(request, pm, events or LogEvents(), Path(tmp))
     return comparison
 
 

@@ -39,7 +39,7 @@ from edgeopt.harness import peak_memory, profile_runner
 from edgeopt.manifest import build_manifest
 from edgeopt.memory import measure_memory
 from edgeopt.memory_limit import memory_limit_bytes
-from edgeopt.metrics import FIDELITY_METRICS, METRICS, run_outputs
+from edgeopt.metrics import run_outputs
 from edgeopt.passes.batch import checked_batches
 from edgeopt.plugins import PluginManager, get_plugin_manager
 from edgeopt.reference import ReferenceRunner, batch_size_of, trim_labels
@@ -210,17 +210,14 @@ def _data(request: DeployRequest, graph: Graph, events: Events) -> tuple[Dataset
     return calib, evaluation, notes
 
 
-def _check_request(request: DeployRequest) -> None:
+def _check_request(request: DeployRequest, pm: PluginManager | None = None) -> None:
     from edgeopt.extras import check_request
+    from edgeopt.metric_plugins import check_metric
 
     check_request(request.source, weights=request.weights, compression=request.compression)  # before any work
     if request.max_memory is not None:
         memory_limit_bytes(request.max_memory)  # a malformed --max-memory fails here, not in every build
-    metric = request.metric
-    if isinstance(metric, str) and metric not in METRICS and metric not in FIDELITY_METRICS:
-        raise DataError(
-            f"unknown metric {metric!r}", hint=f"choose one of: {', '.join([*METRICS, *FIDELITY_METRICS])}"
-        )
+    check_metric(request.metric, pm)  # a plugin's metric name activates pm's plugin metrics
     if request.budget_s is not None and not (math.isfinite(request.budget_s) and request.budget_s > 0):
         raise InputSpecError(f"--budget-s must be a positive number of seconds, got {request.budget_s}",
                              hint="leave --budget-s unset for no limit")
@@ -425,7 +422,7 @@ def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, event
     ``target="auto"`` searches every available target and deploys the winner (``edgeopt.compare``)."""
     events = events or LogEvents()
     pm = pm or get_plugin_manager()
-    _check_request(request)
+    _check_request(request, pm)
     if request.target == AUTO_TARGET:
         from edgeopt.compare import deploy_auto
 

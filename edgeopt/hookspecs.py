@@ -21,6 +21,7 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
+    from edgeopt.metric_plugins import MetricRegister
     from edgeopt.plugins import TargetRegister
     from edgeopt.registry.records import DeploymentRecord
     from edgeopt.types import (
@@ -61,6 +62,22 @@ def edgeopt_energy_meters(device: DeviceProfile) -> list[EnergyMeter] | None:
 
     Only meters that really measure (RAPL, NVML, a vendor tool) and that work right now; return
     an empty list or None otherwise. Estimates are the core's job, never a plugin's meter.
+    """
+
+
+@hookspec
+def edgeopt_metrics(register: MetricRegister) -> None:
+    """Declare task metrics that ``--metric NAME`` can judge candidates by, e.g. ones that decode outputs.
+
+    Call ``register.add_metric(name, function, description=..., labels=..., higher_is_better=True,
+    unit="points")`` once per metric. ``function(outputs, labels) -> float`` gets the model's outputs (a
+    list, one array per output in graph order, samples stacked on axis 0) and the evaluation data's
+    ``labels`` array cut to the same samples; it is called on the fp32 reference's outputs and on each
+    candidate's, and the drop (in ``unit``, checked against ``--max-drop``) is reference minus candidate
+    (the reverse when lower is better). It must be deterministic, leave its arguments unchanged, and raise
+    ``DataError`` with a hint when the outputs or labels do not have the form it documents in ``labels``.
+    A name must not be a built-in metric's or another plugin's: the core refuses such a clash with a
+    ``PluginError`` naming both. Must be cheap: import heavy libraries inside ``function``, not here.
     """
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeopt.errors import CompileError, DataError
 from edgeopt.fidelity import choose_proxy, cosine_rows, proxy_scores
+from edgeopt.metric_plugins import active as active_plugin_metric
 from edgeopt.types import Dataset, Metrics, Runner
 
 Outputs = Sequence[np.ndarray]
@@ -68,8 +69,14 @@ FIDELITY_METRICS = ("fidelity:top1_agreement", "fidelity:cosine", "fidelity:posi
 
 
 def metric_unit(name: str) -> str:
-    """Unit of a metric name as recorded in the manifest (``points`` for fidelity and unknown/custom ones)."""
-    return METRICS[name].unit if name in METRICS else "points" if name in FIDELITY_METRICS else "custom"
+    """Unit of a metric name as recorded in the manifest: a built-in's, ``points`` for fidelity, an active plugin
+    metric's (``edgeopt.metric_plugins``), else ``custom`` (an SDK callable)."""
+    if name in METRICS:
+        return METRICS[name].unit
+    if name in FIDELITY_METRICS:
+        return "points"
+    plugin = active_plugin_metric(name)
+    return plugin.unit if plugin is not None else "custom"
 
 
 # ------------------------------------------------------------------------------------ picking outputs
@@ -239,7 +246,11 @@ _FUNCS: dict[str, Callable[[Outputs, np.ndarray], float]] = {
 
 
 def task_metric(name: str, outputs: Outputs | np.ndarray, labels: np.ndarray) -> MetricResult:
-    """Compute the named task metric; classification metrics carry per-class figures in ``details``."""
+    """Compute the named task metric (a built-in, else an active plugin metric); classification metrics carry
+    per-class figures in ``details``."""
+    plugin = active_plugin_metric(name) if name not in _FUNCS else None
+    if plugin is not None:
+        return MetricResult(name, plugin(_as_list(outputs), labels), plugin.higher_is_better, plugin.unit)
     if name not in _FUNCS:
         raise DataError(f"unknown metric {name!r}", hint=f"choose one of: {', '.join(METRICS)}")
     info = METRICS[name]
@@ -445,9 +456,10 @@ def evaluate(
     (``edgeopt.fidelity.choose_proxy``: top-1 agreement for classifiers, per-position top-1 for sequences of
     class distributions, IoU or per-pixel top-1 for dense maps, mask-pooled cosine for embeddings, else
     ``fidelity:cosine`` ×100), reference 100; ``inputs`` (the evaluation feeds) let it find an attention
-    mask. A callable ``metric`` is ``(outputs, labels) -> float``,
-    higher is better. ``fidelity`` is always filled. Labels longer than the outputs are cut to match (the
-    harness may drop a final partial batch).
+    mask. A name may be a plugin's (``edgeopt.metric_plugins``, active once its plugin manager listed it). A
+    callable ``metric`` is ``(outputs, labels) -> float``, higher is better unless it has a false
+    ``higher_is_better`` (a plugin's ``TaskMetric`` does; its ``name`` names it). ``fidelity`` is always
+    filled. Labels longer than the outputs are cut to match (the harness may drop a final partial batch).
     """
     ref, cand = _as_list(reference_outputs), _as_list(candidate_outputs)
     fid = fidelity(ref, cand)
@@ -457,10 +469,11 @@ def evaluate(
         if len(labels) < n:
             raise DataError(f"{len(labels)} labels for {n} evaluated samples", hint="give one label per sample")
         labels = labels[:n]
-    if callable(metric):
-        name = getattr(metric, "__name__", "custom")
+    if callable(metric):  # an SDK callable, or a plugin's TaskMetric object
+        name = getattr(metric, "name", None) or getattr(metric, "__name__", "custom")
+        hib = bool(getattr(metric, "higher_is_better", True))
         rv, cv = float(metric(ref, labels)), float(metric(cand, labels))
-        return _metrics(name, rv, cv, rv - cv, True, fid, n, synthetic)
+        return _metrics(name, rv, cv, rv - cv if hib else cv - rv, hib, fid, n, synthetic)
     if metric in FIDELITY_METRICS or (metric is None and labels is None):
         proxy = choose_proxy(ref, inputs)
         fid.update(proxy_scores(replace(proxy, name=metric.split(":", 1)[1]) if metric else proxy, ref, cand, inputs))

@@ -6,7 +6,7 @@ only those; ``EDGEOPT_BLOCKED_PLUGINS=a,b`` never loads those. A plugin that fai
 the wrong ``EDGEOPT_HOOK_API``, misspells a hook, or raises inside a hook is quarantined: recorded
 in ``problems`` with its name and error, while the rest keep working.
 
-Discovery hooks (``edgeopt_register_targets``, ``edgeopt_plan``) run with a timeout of
+Discovery hooks (``edgeopt_register_targets``, ``edgeopt_plan``, ``edgeopt_metrics``) run with a timeout of
 ``EDGEOPT_HOOK_TIMEOUT_S`` seconds (default 60; ``0`` turns it off): a call that has not returned by
 then is abandoned in its thread and its plugin quarantined. Compiling is left to the plugin, which
 runs vendor compilers in a subprocess with its own timeout.
@@ -38,6 +38,7 @@ from edgeopt.settings import data_dir as data_dir
 if TYPE_CHECKING:
     import typer
 
+    from edgeopt.metric_plugins import TaskMetric
     from edgeopt.registry.records import DeploymentRecord
     from edgeopt.types import (
         Compiled,
@@ -60,11 +61,12 @@ BUILTIN_PLUGINS = (
     "edgeopt.importers.sklearn",
     "edgeopt.importers.keras",
     "edgeopt.energy",
+    "edgeopt.task_metrics",
 )
 
 DEFAULT_HOOK_TIMEOUT_S = 60.0
 """Seconds a discovery hook may take when ``EDGEOPT_HOOK_TIMEOUT_S`` is unset."""
-TIMED_HOOKS = ("edgeopt_register_targets", "edgeopt_plan")
+TIMED_HOOKS = ("edgeopt_register_targets", "edgeopt_plan", "edgeopt_metrics")
 """Hooks the manager calls with a timeout."""
 TARGET_HOOKS = ("edgeopt_plan", "edgeopt_compile", "edgeopt_runner")
 """Hooks a plugin that registers targets must implement."""
@@ -195,6 +197,7 @@ class PluginManager:
         self._pm.add_hookspecs(hookspecs)
         self._statuses: dict[str, PluginStatus] = {}
         self._targets: list[TargetInfo] | None = None
+        self._metrics: list[TaskMetric] | None = None
 
     # -- loading -----------------------------------------------------------------------------------
 
@@ -246,7 +249,7 @@ class PluginManager:
             self._statuses[name] = PluginStatus(
                 name, version, "broken", error=f"{type(exc).__name__}: {exc}", builtin=builtin, api_version=api
             )
-        self._targets = None
+        self._targets = self._metrics = None
 
     # -- introspection -----------------------------------------------------------------------------
 
@@ -271,7 +274,7 @@ class PluginManager:
             builtin=old.builtin if old else False,
             api_version=old.api_version if old else None,
         )
-        self._targets = None
+        self._targets = self._metrics = None
 
     def _impls(self, hook: str, plugin: str | None = None) -> Iterator[tuple[str, Callable[..., Any], list[str]]]:
         """Hook implementations in pluggy's call order, optionally only ``plugin``'s."""
@@ -331,6 +334,25 @@ class PluginManager:
                 found.extend(register.targets)
             self._targets = found
         return list(self._targets)
+
+    def metrics(self) -> dict[str, TaskMetric]:
+        """Every task metric healthy plugins add (``edgeopt_metrics``), by name, made this process's active plugin
+        metrics (``edgeopt.metric_plugins``). A plugin whose hook raises is quarantined; two plugins claiming one
+        name, or a plugin claiming a built-in's, is a ``PluginError`` naming both."""
+        from edgeopt.metric_plugins import MetricRegister, activate
+
+        if self._metrics is None:
+            found: list[TaskMetric] = []
+            for name, fn, args in self._impls("edgeopt_metrics"):
+                register = MetricRegister(plugin=name)
+                try:
+                    self._timed_call(name, "edgeopt_metrics", fn, args, {"register": register})
+                except Exception as exc:
+                    self._quarantine(name, "edgeopt_metrics", exc)
+                    continue
+                found.extend(register.metrics)
+            self._metrics = found
+        return activate(self._metrics)
 
     def target(self, name: str, *, require_available: bool = True) -> TargetInfo:
         matches = [t for t in self.targets() if t.name == name]
