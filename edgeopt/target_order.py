@@ -1,7 +1,8 @@
 """``--target auto``'s searches, one target after another, fastest fp32 baseline first.
 
 Each target's fp32 baseline is built and evaluated first, and the baselines are timed against each other in
-one short interleaved run. The targets are then searched in that order, each one given the fastest accepted
+one short interleaved run. The targets are then searched in that order (baselines near the fastest ordered by
+their build time), each one given the fastest accepted
 candidate of those before it (``speed_screen.Bar``): a plan that cannot beat it is not built. Searching the
 fastest runtime first makes that bar tight early, so slower runtimes are screened hardest. Each target's
 candidates are timed right after its search and closed, except the candidate that becomes the next bar: at
@@ -27,6 +28,10 @@ from edgeopt.types import DeviceProfile, Runner, TargetInfo
 
 RANK_BUDGET_S = 0.3
 """Seconds of timed runs per baseline when ranking the targets."""
+NEAR_FASTEST = 1.15
+"""Baselines within this ratio of the fastest rank together, the target whose baseline built and evaluated
+fastest first (a short ranking run cannot tell them apart; build cost can: a converter that takes 20 s per
+candidate spends a budget that another target's 3 s builds would stretch over many)."""
 
 Failed = Callable[[str, EdgeoptError], None]
 
@@ -88,7 +93,16 @@ def _ranked(opened: dict[str, TargetSearch], prepared: Prepared, events: Events)
     events.step(f"ranking {len(runners)} targets by their fp32 baselines, interleaved")
     stats = time_candidates(runners, feeds_for_batch(prepared.evaluation, prepared.batch), batch=prepared.batch,
                             budget_s=RANK_BUDGET_S * len(runners), settle_runs=2, runs_per_round=3)
-    return sorted(opened, key=lambda n: stats[n].p50 if n in stats else math.inf)
+    fastest = min(st.p50 for st in stats.values())
+
+    def key(name: str) -> tuple[int, float]:
+        if name not in stats:
+            return 2, 0.0
+        if stats[name].p50 <= fastest * NEAR_FASTEST:  # as good a start: the cheaper builds first
+            return 0, opened[name].candidates[0].seconds
+        return 1, stats[name].p50
+
+    return sorted(opened, key=key)
 
 
 def _next_bar(found: TargetSearch, bar: Bar | None) -> Bar | None:

@@ -158,6 +158,29 @@ def test_targets_are_searched_fastest_baseline_first() -> None:
     assert _ranked(opened, Prepared(), Events()) == ["fast", "middle", "slow", "broken"]
 
 
+def test_targets_as_fast_as_the_fastest_go_cheapest_build_first() -> None:
+    """Two baselines at the same speed: the one that built in 2 s is searched before the one that took 20 s."""
+    from edgeopt.target_order import _ranked
+
+    class Found:
+        def __init__(self, ms: float, seconds: float) -> None:
+            self.candidates = [Candidate(Plan("t", "fp32"), "baseline", seconds=seconds)]
+            self.search = search_mod.Search()
+            self.search.runners[0] = Sleeper(ms)
+
+    class Prepared:
+        from edgeopt.types import Dataset
+
+        evaluation = Dataset({"x": np.zeros((4, 4), np.float32)})
+        batch = 1
+
+    class Events:
+        def step(self, message: str) -> None: ...
+
+    opened = {"converter": Found(2, 20.0), "native": Found(2, 2.0), "slow": Found(6, 1.0)}
+    assert _ranked(opened, Prepared(), Events()) == ["native", "converter", "slow"]
+
+
 def test_deploy_help_states_the_default_auto_budget() -> None:
     from edgeopt.deploy import AUTO_BUDGET_S
 
