@@ -22,6 +22,7 @@ import typer
 from edgeopt.cli import (
     artifact_commands,
     compare_command,
+    farm_commands,
     deploy_command,
     failures,
     info_commands,
@@ -51,6 +52,7 @@ info_commands.register(app)
 plugin_commands.register(app)
 registry_commands.register(app)
 monitor_command.register(app)
+farm_commands.register(app)
 
 
 def _version(value: bool) -> None:

@@ -54,8 +54,9 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def compare(
-    model: Annotated[
-        str, typer.Argument(help="An .onnx or .keras file, 'package.module:factory' (torch), or a .joblib")
+    models: Annotated[
+        list[str], typer.Argument(metavar="MODEL...", help="An .onnx or .keras file, 'package.module:factory' "
+                                  "(torch), or a .joblib; several .onnx files with --farm")
     ],
     targets: Annotated[
         str | None, typer.Option(help="Comma-separated targets to compare, e.g. cpu,openvino (default: all)")
@@ -108,10 +109,29 @@ def compare(
     html: Annotated[
         Path | None, typer.Option("--html", help="HTML report path (default: ./<model>-compare.html)")
     ] = None,
+    farm: Annotated[
+        str | None, typer.Option(help="Run every MODEL x target x device on the device farm at this head address "
+                                 "(host:port; needs edgeopt[farm], see docs/farm.md)")
+    ] = None,
+    devices: Annotated[str | None, typer.Option(help="With --farm: comma-separated farm devices (default: all)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
     wide: WideOpt = False,
 ) -> None:
-    """Find the best runtime for MODEL on one device: each target's --precision auto search, timed together."""
+    """Find the best runtime for MODEL on one device: each target's --precision auto search, timed together.
+    With --farm: every MODEL x target x device on a device farm, measured where each device is."""
+    if farm is not None:
+        from edgeopt.cli.farm_commands import compare_on_farm
+
+        return compare_on_farm(models, farm_address=farm, devices=devices, targets=targets, precision=precision,
+                               max_drop=max_drop, metric=metric, objective=objective, timing_s=timing_s,
+                               budget_s=budget_s, calib=calib, eval_=eval_, no_cache=no_cache, html=html,
+                               as_json=as_json)
+    if len(models) > 1 or devices:
+        from edgeopt.errors import CommandLineError
+
+        raise CommandLineError("several models, and --devices, need --farm ADDRESS",
+                               hint="compare one MODEL here, or run the matrix on a farm (docs/farm.md)")
+    model = models[0]
     from edgeopt.api import compare as sdk_compare
     from edgeopt.compare_report import render_compare_html
 

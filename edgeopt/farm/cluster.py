@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +67,8 @@ def connect_ray(address: str) -> Any:
     ray = ray_module()
     if ray.is_initialized():
         return ray
-    host = address.removeprefix("ray://").rsplit(":", 1)[0]
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    _probe(host, port, address)
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False, "logging_level": "ERROR",
                               "configure_logging": False}
     if host in LOOPBACK and not address.startswith("ray://"):
@@ -78,6 +80,18 @@ def connect_ray(address: str) -> Any:
         raise FarmError(f"cannot connect to the farm at {address}: {str(exc).splitlines()[0][:300]}",
                         hint="start one with `edgeopt farm head`, and give its host:port") from exc
     return ray
+
+
+def _probe(host: str, port: str, address: str, timeout_s: float = 5.0) -> None:
+    """Fail in one line when nothing listens at ``address`` (``ray.init`` would wait a minute, then abort)."""
+    if not host or not port.isdigit():
+        raise FarmError(f"farm address {address!r} is not host:port", hint="give the head's host:port, e.g. "
+                        "10.0.0.5:6379")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise FarmError(f"cannot connect to the farm at {address}: {exc.strerror or exc}",
+                        hint="start one with `edgeopt farm head` (and check the host, port and firewall)") from exc
 
 
 @dataclass(frozen=True)
@@ -112,8 +126,10 @@ class FarmStatus:
 
 def status(ray: Any, address: str, *, describe_timeout_s: float = 20.0) -> FarmStatus:
     """Nodes (alive or gone), their devices and targets, which devices are measuring, CPUs busy."""
+    from edgeopt.farm.book import devices_with_gone
+
     nodes = list(ray.nodes())
-    devices = farm_devices(nodes)
+    devices = devices_with_gone(ray, farm_devices(nodes))
     facts = _describe(ray, [n for n in nodes if n.get("Alive")], describe_timeout_s)
     out: list[NodeStatus] = []
     for n in nodes:

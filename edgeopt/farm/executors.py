@@ -24,6 +24,13 @@ class JobLost(Exception):
     """A job that produced no result: its workers died past the retries, it was cancelled, or it timed out."""
 
 
+class _Done:
+    """A finished local job (hashable by identity, like a Ray ``ObjectRef``)."""
+
+    def __init__(self, value: dict) -> None:
+        self.value = value
+
+
 class LocalExecutor:
     """Runs every job here, one after another, as ``Done`` handles: the farm's jobs without the farm."""
 
@@ -46,17 +53,17 @@ class LocalExecutor:
     def put(self, path: Path) -> bytes:
         return path.read_bytes()
 
-    def submit_build(self, job: BuildJob, blobs: Sequence[Any]) -> dict:
-        return worker.build(job_to_json(job), *blobs)
+    def submit_build(self, job: BuildJob, blobs: Sequence[Any]) -> _Done:
+        return _Done(worker.build(job_to_json(job), *blobs))
 
-    def submit_measure(self, job: MeasureJob, built: Any, device: FarmDevice) -> dict:
-        return worker.measure(job_to_json(job), built)
+    def submit_measure(self, job: MeasureJob, built: _Done, device: FarmDevice) -> _Done:
+        return _Done(worker.measure(job_to_json(job), built.value))
 
     def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
         return list(handles)
 
-    def result(self, handle: Any) -> dict:
-        return handle
+    def result(self, handle: _Done) -> dict:
+        return handle.value
 
     def cancel(self, handle: Any) -> None:
         return None
@@ -76,7 +83,10 @@ class RayExecutor:
         return list(self.ray.nodes())
 
     def devices(self) -> dict[str, FarmDevice]:
-        return farm_devices(self.nodes())
+        """Devices alive now, and those seen before whose node has died (``gone``; ``edgeopt.farm.book``)."""
+        from edgeopt.farm.book import devices_with_gone
+
+        return devices_with_gone(self.ray, farm_devices(self.nodes()))
 
     def build_slots(self) -> int:
         """CPUs of the alive nodes that can build something: the builds kept in flight at once."""

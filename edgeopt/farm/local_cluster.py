@@ -34,9 +34,12 @@ class LocalCluster:
     cpus_per_worker: int = 1
     object_store_bytes: int = OBJECT_STORE_BYTES
     start_timeout_s: float = 90.0
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment for every node (e.g. Ray's ``RAY_health_check_period_ms`` to notice a lost node sooner)."""
     address: str = ""
     processes: list[subprocess.Popen] = field(default_factory=list)
     temp_dir: str = ""
+    _logs: list[str] = field(default_factory=list)
 
     def __enter__(self) -> LocalCluster:
         try:
@@ -60,6 +63,20 @@ class LocalCluster:
             self.add_worker(res)
 
     def add_worker(self, resources: Mapping[str, float]) -> subprocess.Popen:
+        """Start one worker node and wait until it has started (nodes started together on one temp dir race)."""
+        proc = self._spawn_worker(resources)
+        log = self._logs[-1]
+        deadline = time.monotonic() + self.start_timeout_s
+        while b"Ray runtime started" not in _read(log):
+            if proc.poll() is not None:
+                raise FarmError(f"a farm worker exited with status {proc.returncode} while starting: "
+                                f"{_read(log).decode(errors='replace').strip().splitlines()[-1:]}")
+            if time.monotonic() > deadline:
+                raise FarmError(f"a farm worker did not start within {self.start_timeout_s:g} s")
+            time.sleep(0.2)
+        return proc
+
+    def _spawn_worker(self, resources: Mapping[str, float]) -> subprocess.Popen:
         return self._spawn(start_command(head=False, address=self.address, node_ip="127.0.0.1",
                                          num_cpus=self.cpus_per_worker, resources=resources,
                                          object_store_bytes=self.object_store_bytes, temp_dir=self.temp_dir),
@@ -93,9 +110,12 @@ class LocalCluster:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def _spawn(self, cmd: list[str], what: str) -> subprocess.Popen:
-        log = open(os.path.join(self.temp_dir, f"{what}-{len(self.processes)}.log"), "wb")  # noqa: SIM115
+        path = os.path.join(self.temp_dir, f"{what}-{len(self.processes)}.log")
+        self._logs.append(path)
+        log = open(path, "wb")  # noqa: SIM115
         try:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=node_env(), start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**node_env(), **self.env},
+                                    start_new_session=True)
         finally:
             log.close()
         self.processes.append(proc)
@@ -105,6 +125,14 @@ class LocalCluster:
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)  # the node's own session: its raylet, GCS, workers; nothing else
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 def _free_port() -> int:

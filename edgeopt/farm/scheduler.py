@@ -51,6 +51,8 @@ class _Run:
     """handle -> (``build`` key or ``measure`` device, build key or cell index, submitted at)."""
     busy: set[str] = field(default_factory=set)
     started: dict[int, float] = field(default_factory=dict)
+    sources: dict[int, Path] = field(default_factory=dict)
+    """Cell index -> the client's model file."""
     warnings: list[str] = field(default_factory=list)
 
 
@@ -108,6 +110,7 @@ def run_matrix(
                     inputs += [ref(data[k][0], data[k][1].sha256) if k in data else None for k in ("calib", "eval")]
                     build = run.builds[job.key] = _Build(job, inputs, [])
                 build.cells.append(len(run.cells))
+                run.sources[len(run.cells)] = m
                 run.cells.append(cell)
     _loop(run, executor, available, options=options, out_dir=out_dir, calib=calib, timeout_s=timeout_s,
           progress=progress)
@@ -213,9 +216,12 @@ def _finish(run: _Run, executor: Any, handle: Any, kind: str, item: Any, *, opti
         decide(item, replace(cell, status="failed", reason=f"receive: {exc.message}", hint=exc.hint),
                f"{cell.target}@{cell.device} failed")
         return
-    request = {"farm": executor.address, "device": cell.device, "target": cell.target, "calib": str(calib or "")}
-    record = register_result(path, manifest, name=cell.model, request=request, calib=calib,
-                             warn=run.warnings.append)
+    source = str(Path(run.sources[item]).resolve())
+    request = {"source": source, "farm": executor.address, "device": cell.device, "target": cell.target,
+               "calib": str(calib.resolve()) if calib else None, "precision": options.precision}
+    # the registry names the client's model file; the sealed manifest keeps the path the worker built from
+    record = register_result(path, {**manifest, "source": {**(manifest.get("source") or {}), "path": source}},
+                             name=cell.model, request=request, calib=calib, warn=run.warnings.append)
     decide(item, cell_from_manifest(cell, manifest, artifact=str(path), ref=record.ref if record else "",
                                     seconds=time.monotonic() - run.started.get(item, time.monotonic())),
            f"{cell.model} {cell.target}@{cell.device} measured")
