@@ -66,6 +66,15 @@ def _rss(procs: list[psutil.Process]) -> int:
     return total
 
 
+def _parts(procs: list[psutil.Process]) -> list[str]:
+    """Each process of the tree at a peak: ``"<GiB> <command>"``, largest first (what the peak is made of)."""
+    sizes = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            sizes.append((p.memory_info().rss, _name(p)[:100]))
+    return [f"{rss / GIB:.2f} {name}" for rss, name in sorted(sizes, reverse=True)]
+
+
 def _kill(procs: list[psutil.Process]) -> None:
     """SIGKILL each: the root first, so it cannot see a child die and exit as if nothing happened."""
     for p in procs:
@@ -84,12 +93,13 @@ def run_watched(cmd: list[str], *, env: dict, cwd: Path, logs: Path, max_rss: in
     with out_path.open("wb") as out, err_path.open("wb") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
         root = psutil.Process(proc.pid)
-        peak, reason, seen = 0, None, {}
+        peak, reason, seen, parts = 0, None, {}, []
         while proc.poll() is None:
             procs = _tree(root)
             seen.update({p.pid: p for p in procs[1:]})
             rss = _rss(procs)
-            peak = max(peak, rss)
+            if rss > peak:
+                peak, parts = rss, _parts(procs)
             if reason is None and max_rss and rss > max_rss:
                 reason = f"killed by the bench: process tree RSS {rss / GIB:.1f} GiB > cap {max_rss / GIB:.1f} GiB"
             elif reason is None and time.perf_counter() - began > timeout_s:
@@ -108,7 +118,7 @@ def run_watched(cmd: list[str], *, env: dict, cwd: Path, logs: Path, max_rss: in
     _kill(left)
     return {"rc": rc, "seconds": round(seconds, 1), "peak_rss": peak, "killed_by_bench": reason,
             "stdout": out_path.read_text(errors="replace"), "stderr": err_path.read_text(errors="replace"),
-            "left_running": names}  # fmt: skip
+            "left_running": names, "peak_parts": parts}  # fmt: skip
 
 
 def _alive(p: psutil.Process) -> bool:
@@ -139,7 +149,8 @@ def deploy(model: zoo.Model, files: dict[str, Path], calib: Path, eval_: Path, *
     res = run_watched(cmd, env=env, cwd=workdir, logs=workdir / "logs", max_rss=max_rss, timeout_s=timeout_s)
     row = {"model": model.name, "kind": model.kind, "size_mb": round(model.size_bytes / 1e6, 2),
            "command": " ".join(cmd), "rc": res["rc"], "seconds": res["seconds"],
-           "peak_rss_gib": round(res["peak_rss"] / GIB, 2), "left_running": res["left_running"]}  # fmt: skip
+           "peak_rss_gib": round(res["peak_rss"] / GIB, 2), "peak_parts": res["peak_parts"],
+           "left_running": res["left_running"]}  # fmt: skip
     text = res["stderr"] + res["stdout"]
     errors = [line for line in text.splitlines() if ERROR_LINE.match(line)]
     if res["killed_by_bench"]:

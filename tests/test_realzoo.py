@@ -32,6 +32,7 @@ def test_watch_counts_the_whole_process_tree(tmp_path: Path) -> None:
     assert res["rc"] == 0 and res["killed_by_bench"] is None
     assert res["peak_rss"] > 300 * 2**20  # the grandchild's buffer, not just the parent's interpreter
     assert res["left_running"] == []
+    assert len(res["peak_parts"]) == 2 and float(res["peak_parts"][0].split()[0]) > 0.28  # the grandchild first
 
 
 def test_watch_kills_the_tree_past_the_memory_cap(tmp_path: Path) -> None:
