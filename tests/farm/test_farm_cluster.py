@@ -114,6 +114,32 @@ def test_matrix_matches_local_runs(farm, farm_models: dict[str, Path], monkeypat
         (c.model, c.target, c.device) for c in result.cells}
 
 
+@pytest.mark.slow
+def test_cli_compare_on_the_farm_and_status(farm, farm_models: dict[str, Path], tmp_path: Path) -> None:
+    """``edgeopt compare MODEL --farm ADDRESS --devices ... --json`` and ``edgeopt farm status ADDRESS --json``."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    _, cluster, _, root = farm
+    env = {**os.environ, "EDGEOPT_CACHE_DIR": str(root / "cache"), "EDGEOPT_REGISTRY": str(tmp_path / "reg.db")}
+    cmd = [sys.executable, "-m", "edgeopt", "compare", str(farm_models["mlp_a"]), "--farm", cluster.address,
+           "--devices", "dev-a", "--targets", "cpu", "--precision", "fp32", "--timing-s", "0.2", "--json",
+           "--html", str(tmp_path / "m.html")]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(done.stdout)
+    assert data["winners"] == [{"model": "mlp_a", "device": "dev-a", "target": "cpu"}]
+    assert "mlp_a" in (tmp_path / "m.html").read_text() and (tmp_path / "edgeopt-farm/mlp_a/cpu@dev-a.edgeopt").is_dir()
+    st = subprocess.run([sys.executable, "-m", "edgeopt", "farm", "status", cluster.address, "--json"], cwd=tmp_path,
+                        env=env, capture_output=True, text=True, timeout=120)
+    assert st.returncode == 0, st.stderr[-2000:]
+    status = json.loads(st.stdout)
+    assert set(status["devices"]) == set(DEVICES) and not any(d["gone"] for d in status["devices"].values())
+    assert sum(1 for n in status["nodes"] if n["alive"]) == 3 and all(n["facts"].get("isa") for n in status["nodes"])
+
+
 def _build_process(timeout_s: float) -> psutil.Process:
     """The Ray worker process running a build task (Ray titles it after the task's name)."""
     end = time.monotonic() + timeout_s
