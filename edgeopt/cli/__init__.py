@@ -22,9 +22,9 @@ import typer
 from edgeopt.cli import (
     artifact_commands,
     compare_command,
-    farm_commands,
     deploy_command,
     failures,
+    farm_commands,
     info_commands,
     monitor_command,
     plugin_commands,

@@ -113,7 +113,9 @@ def compare(
         str | None, typer.Option(help="Run every MODEL x target x device on the device farm at this head address "
                                  "(host:port; needs edgeopt[farm], see docs/farm.md)")
     ] = None,
-    devices: Annotated[str | None, typer.Option(help="With --farm: comma-separated farm devices (default: all)")] = None,
+    devices: Annotated[
+        str | None, typer.Option(help="With --farm: comma-separated farm devices (default: all)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout")] = False,
     wide: WideOpt = False,
 ) -> None:

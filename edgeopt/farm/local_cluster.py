@@ -98,7 +98,7 @@ class LocalCluster:
     def close(self) -> None:
         for proc in reversed(self.processes):
             _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 3  # then SIGKILL: a test farm holds nothing worth a slow shutdown
         for proc in reversed(self.processes):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))

@@ -46,9 +46,11 @@ def farm(tmp_path_factory: pytest.TempPathFactory):
                 cluster.wait_nodes(ray, 1 + len(DEVICES))
             yield connection, cluster, dict(zip(DEVICES, cluster.processes[1:], strict=True)), root
         finally:
-            if connection is not None:
-                connection.close()
-            cluster.close()
+            try:
+                if connection is not None:
+                    connection.close()  # ray.shutdown
+            finally:
+                cluster.close()  # kills exactly the process groups it started, even if shutdown raised
 
 
 def _records(registry: Path) -> list:
