@@ -28,6 +28,7 @@ from edgeopt.errors import CompileError
 from edgeopt.passes.batch import batch_agnostic_reshapes
 
 from edgeopt_openvino.options import NncfInt8Options
+from edgeopt_openvino.telemetry import quiet_telemetry
 
 MODEL_XML = "model.xml"
 MODEL_BIN = "model.bin"
@@ -322,8 +323,10 @@ def build_ir_in_worker(job: BuildJob) -> BuildResult:
     The worker outlives the directories its callers ran in (a deploy's temp folders, a test's); a process
     whose working directory has been deleted cannot load some native libraries (torch's oneMKL aborts),
     so each build starts from a directory that exists and never leaves the worker parked in one that
-    may vanish. Only ever called in the worker process: it changes that process's working directory.
+    may vanish. Only ever called in the worker process: it changes that process's working directory, and its
+    environment declines OpenVINO/NNCF telemetry (``edgeopt_openvino.telemetry``).
     """
+    quiet_telemetry()
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     os.chdir(out)
