@@ -119,7 +119,7 @@ def test_symlink_replacing_a_listed_file_is_refused(tmp_path: Path, sources: dic
 
 
 def test_verify_refuses_missing_dir_manifest_and_bad_json(tmp_path: Path, sources: dict[str, Path]) -> None:
-    with pytest.raises(ArtifactError, match="no artifact directory"):
+    with pytest.raises(ArtifactError, match="nope does not exist"):
         verify_artifact(tmp_path / "nope")
     (tmp_path / "plain").mkdir()
     with pytest.raises(ArtifactError, match="manifest.json is missing"):
