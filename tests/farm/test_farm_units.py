@@ -161,3 +161,25 @@ def test_farm_without_ray_is_one_line_naming_the_extra(tmp_path: Path) -> None:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[0].startswith("error[E900]: --farm needs ray") and "edgeopt[farm]" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_schema_1_registry_gains_measured_on(tmp_path: Path, local_result) -> None:
+    """A registry written before the farm (schema 1, no measured_on column) opens, migrates, and records it."""
+    import sqlite3
+
+    from edgeopt.registry import open_registry
+    from edgeopt.registry import store as registry_store
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(registry_store._SCHEMA.replace("    measured_on TEXT NOT NULL DEFAULT '{}',\n", ""))
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    result, registry = local_result
+    record = open_registry(registry).get("mlp_a")
+    migrated = open_registry(path)
+    stored = migrated.add(record)
+    assert migrated.get("mlp_a", stored.version).measured_on["device"] == "here"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == registry_store.SCHEMA_VERSION
