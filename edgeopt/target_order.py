@@ -10,7 +10,8 @@ most one target's runners, the waiting baselines and the bar are open at a time.
 
 Without the screen (``--exhaustive``, or a fixed precision) the targets are searched in the order given.
 ``--budget-s`` bounds all the targets' searches together, from the first baseline (the baselines themselves
-always run).
+always run); each target may use up to ``2 / (k + 1)`` of what is left when its turn comes, ``k`` the targets
+still to search (``_share``), so the first one cannot starve the rest.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from edgeopt.plugins import PluginManager
 from edgeopt.speed_screen import Bar
 from edgeopt.types import DeviceProfile, Runner, TargetInfo
 
-RANK_BUDGET_S = 0.3
+RANK_BUDGET_S = 0.8
 """Seconds of timed runs per baseline when ranking the targets."""
 NEAR_FASTEST = 1.15
 """Baselines within this ratio of the fastest rank together, the target whose baseline built and evaluated
@@ -60,6 +61,7 @@ def search_targets(request: DeployRequest, prepared: Prepared, usable: Sequence[
     try:
         for name in order:
             found = opened.pop(name)
+            found.ctx.deadline = _share(deadline, left=len(opened) + 1)
             events.step(f"searching target {name}")
             try:
                 found.advance(bar=bar)
@@ -80,6 +82,16 @@ def search_targets(request: DeployRequest, prepared: Prepared, usable: Sequence[
         if bar is not None:
             bar.runner.close()
     return done
+
+
+def _share(deadline: float | None, *, left: int) -> float | None:
+    """This target's deadline: at most ``2 / (left + 1)`` of the time still left (two thirds with two targets to
+    go, half with three), so the first target searched cannot starve the others; what it leaves unused passes
+    on. The last target gets all that is left."""
+    if deadline is None:
+        return None
+    now = time.monotonic()
+    return now + max(0.0, deadline - now) * 2 / (left + 1)
 
 
 def _ranked(opened: dict[str, TargetSearch], prepared: Prepared, events: Events) -> list[str]:

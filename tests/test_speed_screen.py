@@ -186,3 +186,15 @@ def test_deploy_help_states_the_default_auto_budget() -> None:
 
     source = (Path(__file__).parents[1] / "edgeopt" / "cli" / "deploy_command.py").read_text()
     assert f"{AUTO_BUDGET_S:g} unless --exhaustive" in source.replace('"\n                     "', "")
+
+
+def test_each_target_gets_a_share_of_the_budget_left() -> None:
+    from edgeopt.target_order import _share
+
+    assert _share(None, left=3) is None
+    now = time.monotonic()
+    first = _share(now + 90, left=3)  # three targets to go: at most half of 90 s
+    assert first is not None and 44 <= first - now <= 45.5
+    last = _share(now + 30, left=1)
+    assert last is not None and 29 <= last - now <= 30.5  # the last target gets all that is left
+    assert _share(now - 5, left=2) <= time.monotonic() + 0.5  # nothing left: nothing more
