@@ -104,8 +104,9 @@ def deploy(
     ] = 1.0,
     metric: Annotated[
         str | None,
-        typer.Option(help="accuracy, top5, f1_macro, mse, r2, fidelity:cosine, … (default: inferred; "
-                          "docs/accuracy-search.md)", rich_help_panel=DATA),
+        typer.Option(help="accuracy, top5, f1_macro, mse, r2, fidelity:cosine, ctc-text-accuracy, "
+                          "detection-map50, a plugin's metric… (default: inferred; docs/accuracy-search.md)",
+                     rich_help_panel=DATA),
     ] = None,
     input_shape: Annotated[
         list[str] | None, typer.Option(help="NAME=1x3x224x224, or DIMS for a single input", rich_help_panel=MODEL)
