@@ -9,9 +9,9 @@ candidates are timed right after its search and closed, except the candidate tha
 most one target's runners, the waiting baselines and the bar are open at a time.
 
 Without the screen (``--exhaustive``, or a fixed precision) the targets are searched in the order given.
-``--budget-s`` bounds all the targets' searches together, from the first baseline (the baselines themselves
-always run); each target may use up to ``2 / (k + 1)`` of what is left when its turn comes, ``k`` the targets
-still to search (``_share``), so the first one cannot starve the rest.
+``--budget-s`` bounds all the targets' searches together, counted from the end of the baselines (they always
+run: a deploy cannot do less); each target may use up to ``2 / (k + 1)`` of what is left when its turn
+comes, ``k`` the targets still to search (``_share``), so the first one cannot starve the rest.
 """
 
 from __future__ import annotations
@@ -42,12 +42,10 @@ def search_targets(request: DeployRequest, prepared: Prepared, usable: Sequence[
     """Every usable target's finished and timed search (runners closed), by target name; a target whose search
     raised is passed to ``failed`` instead."""
     screened = request.precision == "auto" and not request.exhaustive
-    deadline = time.monotonic() + request.budget_s if request.budget_s is not None else None
     opened: dict[str, TargetSearch] = {}
     for info in usable:
         try:
             found = open_search(request, prepared, info, device, pm=pm, events=events)
-            found.ctx.deadline = deadline  # one budget for all targets
             if screened:
                 events.step(f"building target {info.name}'s fp32 baseline")
                 found.advance(stop_after=1)
@@ -56,6 +54,7 @@ def search_targets(request: DeployRequest, prepared: Prepared, usable: Sequence[
             continue
         opened[info.name] = found
     order = _ranked(opened, prepared, events) if screened else list(opened)
+    deadline = time.monotonic() + request.budget_s if request.budget_s is not None else None  # after the baselines
     done: dict[str, TargetSearch] = {}
     bar: Bar | None = None
     try:
