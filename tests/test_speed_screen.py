@@ -134,51 +134,40 @@ def test_search_skips_variants_and_fallback_of_a_slow_int8(exhaustive: bool) -> 
     assert len(found.notes) == 1 and "cannot win on speed" in found.notes[0]
 
 
+class _Found:
+    """A target search holding only its fp32 baseline (``ms`` per run; None: the baseline failed)."""
+
+    def __init__(self, ms: float | None, seconds: float = 1.0) -> None:
+        self.candidates = [Candidate(Plan("t", "fp32"), "baseline" if ms else "failed", seconds=seconds)]
+        self.search = search_mod.Search()
+        if ms:
+            self.search.runners[0] = Sleeper(ms)
+
+
+class _Prepared:
+    from edgeopt.types import Dataset
+
+    evaluation = Dataset({"x": np.zeros((4, 4), np.float32)})
+    batch = 1
+
+
+class _Events:
+    def step(self, message: str) -> None: ...
+
+
 def test_targets_are_searched_fastest_baseline_first() -> None:
     from edgeopt.target_order import _ranked
 
-    class Found:
-        def __init__(self, ms: float | None) -> None:
-            plan = Plan("t", "fp32")
-            self.candidates = [Candidate(plan, "baseline" if ms else "failed")]
-            self.search = search_mod.Search()
-            if ms:
-                self.search.runners[0] = Sleeper(ms)
-
-    class Prepared:
-        from edgeopt.types import Dataset
-
-        evaluation = Dataset({"x": np.zeros((4, 4), np.float32)})
-        batch = 1
-
-    class Events:
-        def step(self, message: str) -> None: ...
-
-    opened = {"slow": Found(5), "broken": Found(None), "fast": Found(1), "middle": Found(3)}
-    assert _ranked(opened, Prepared(), Events()) == ["fast", "middle", "slow", "broken"]
+    opened = {"slow": _Found(5), "broken": _Found(None), "fast": _Found(1), "middle": _Found(3)}
+    assert _ranked(opened, _Prepared(), _Events()) == ["fast", "middle", "slow", "broken"]
 
 
 def test_targets_as_fast_as_the_fastest_go_cheapest_build_first() -> None:
     """Two baselines at the same speed: the one that built in 2 s is searched before the one that took 20 s."""
     from edgeopt.target_order import _ranked
 
-    class Found:
-        def __init__(self, ms: float, seconds: float) -> None:
-            self.candidates = [Candidate(Plan("t", "fp32"), "baseline", seconds=seconds)]
-            self.search = search_mod.Search()
-            self.search.runners[0] = Sleeper(ms)
-
-    class Prepared:
-        from edgeopt.types import Dataset
-
-        evaluation = Dataset({"x": np.zeros((4, 4), np.float32)})
-        batch = 1
-
-    class Events:
-        def step(self, message: str) -> None: ...
-
-    opened = {"converter": Found(2, 20.0), "native": Found(2, 2.0), "slow": Found(6, 1.0)}
-    assert _ranked(opened, Prepared(), Events()) == ["native", "converter", "slow"]
+    opened = {"converter": _Found(2, 20.0), "native": _Found(2, 2.0), "slow": _Found(6, 1.0)}
+    assert _ranked(opened, _Prepared(), _Events()) == ["native", "converter", "slow"]
 
 
 def test_deploy_help_states_the_default_auto_budget() -> None:
