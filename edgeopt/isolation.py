@@ -420,8 +420,20 @@ def _limit_data() -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
 
 
+_SERVING = False
+
+
+def in_isolated_worker() -> bool:
+    """Whether this process is an ``IsolatedWorker``'s child: code it runs is already isolated (a crash or a
+    memory limit ends only this child), so a plugin need not start a worker of its own for its builds."""
+    return _SERVING
+
+
 def _serve(preload: Sequence[str]) -> None:
     """Child main loop: read framed (qualname, args) requests on stdin, write framed replies."""
+    import edgeopt.isolation as importable  # this file runs as __main__: mark the module others import
+
+    importable._SERVING = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this child stops
     _limit_data()
     reply_fd = os.dup(1)

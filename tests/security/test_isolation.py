@@ -125,3 +125,11 @@ def test_modules_planted_in_the_current_directory_are_not_imported(tmp_path, mon
         worker.call("edgeopt.graph_safety:checker_probe", matmul_model().SerializeToString(), "the model")
         assert worker.call("edgeopt.graph_safety:session_probe", matmul_model().SerializeToString()) is None
     assert not (tmp_path / "planted-ran").exists()
+
+
+def test_a_worker_knows_it_is_one() -> None:
+    """Plugins skip a worker of their own where the core's already isolates them (edgeopt_openvino's builds)."""
+    from edgeopt.isolation import in_isolated_worker
+
+    assert in_isolated_worker() is False
+    assert run_isolated("edgeopt.isolation:in_isolated_worker") is True

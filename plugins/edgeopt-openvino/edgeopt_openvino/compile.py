@@ -22,11 +22,11 @@ import threading
 from pathlib import Path
 
 from edgeopt.errors import CompileError, ModelError
-from edgeopt.isolation import IsolatedWorker, isolation_enabled
+from edgeopt.isolation import IsolatedWorker, in_isolated_worker, isolation_enabled
 from edgeopt.reference import batch_size_of
 from edgeopt.types import Compiled, Dataset, Graph, PassSpec, Plan
 
-from edgeopt_openvino.build import MODEL_XML, BuildJob, BuildResult, build_ir
+from edgeopt_openvino.build import MODEL_XML, BuildJob, BuildResult, build_ir, build_ir_in_worker
 from edgeopt_openvino.devices import TargetSpec
 from edgeopt_openvino.options import NncfInt8Options
 from edgeopt_openvino.plan import CONVERT, QUANTIZE
@@ -43,10 +43,13 @@ class BuildWorker:
         self._worker: IsolatedWorker | None = None
 
     def build(self, job: BuildJob) -> BuildResult:
-        """Run ``job`` in the worker (or in this process when isolation is off); crashes and timeouts
-        become ``CompileError``."""
+        """Run ``job`` in the worker, or in this process when isolation is off or this process already is an
+        isolated worker (the core runs every candidate build in one); crashes and timeouts become
+        ``CompileError``."""
         if not isolation_enabled():
             return build_ir(job)
+        if in_isolated_worker():  # the core's build worker already isolates this build: no second process
+            return build_ir_in_worker(job)
         with self._lock:
             if self._worker is None:
                 self._worker = IsolatedWorker()
