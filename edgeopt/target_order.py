@@ -9,9 +9,10 @@ candidates are timed right after its search and closed, except the candidate tha
 most one target's runners, the waiting baselines and the bar are open at a time.
 
 Without the screen (``--exhaustive``, or a fixed precision) the targets are searched in the order given.
-``--budget-s`` bounds all the targets' searches together, counted from the end of the baselines (they always
-run: a deploy cannot do less); each target may use up to ``2 / (k + 1)`` of what is left when its turn
-comes, ``k`` the targets still to search (``_share``), so the first one cannot starve the rest.
+``--budget-s`` bounds the baselines and all the targets' searches together (the baselines always run; the
+searches get at least a third of the budget after them); each target may use up to ``2 / (k + 1)`` of what
+is left when its turn comes, ``k`` the targets still to search (``_share``), so the first one cannot starve
+the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from edgeopt.types import DeviceProfile, Runner, TargetInfo
 
 RANK_BUDGET_S = 0.8
 """Seconds of timed runs per baseline when ranking the targets."""
+MIN_SEARCH_SHARE = 1 / 3
+"""Share of ``--budget-s`` the searches get after the baselines however long those took."""
 NEAR_FASTEST = 1.15
 """Baselines within this ratio of the fastest rank together, the target whose baseline built and evaluated
 fastest first (a short ranking run cannot tell them apart; build cost can: a converter that takes 20 s per
@@ -42,6 +45,7 @@ def search_targets(request: DeployRequest, prepared: Prepared, usable: Sequence[
     """Every usable target's finished and timed search (runners closed), by target name; a target whose search
     raised is passed to ``failed`` instead."""
     screened = request.precision == "auto" and not request.exhaustive
+    began = time.monotonic()
     opened: dict[str, TargetSearch] = {}
     for info in usable:
         try:
@@ -54,7 +58,7 @@ def search_targets(request: DeployRequest, prepared: Prepared, usable: Sequence[
             continue
         opened[info.name] = found
     order = _ranked(opened, prepared, events) if screened else list(opened)
-    deadline = time.monotonic() + request.budget_s if request.budget_s is not None else None  # after the baselines
+    deadline = _deadline(began, request.budget_s)
     done: dict[str, TargetSearch] = {}
     bar: Bar | None = None
     try:
@@ -81,6 +85,14 @@ def search_targets(request: DeployRequest, prepared: Prepared, usable: Sequence[
         if bar is not None:
             bar.runner.close()
     return done
+
+
+def _deadline(began: float, budget_s: float | None) -> float | None:
+    """When the searches stop starting candidates: ``budget_s`` after the first baseline began, but never less
+    than ``MIN_SEARCH_SHARE`` of it after the baselines (slow baselines on a loaded host still leave a search)."""
+    if budget_s is None:
+        return None
+    return max(began + budget_s, time.monotonic() + budget_s * MIN_SEARCH_SHARE)
 
 
 def _share(deadline: float | None, *, left: int) -> float | None:

@@ -187,3 +187,12 @@ def test_each_target_gets_a_share_of_the_budget_left() -> None:
     last = _share(now + 30, left=1)
     assert last is not None and 29 <= last - now <= 30.5  # the last target gets all that is left
     assert _share(now - 5, left=2) <= time.monotonic() + 0.5  # nothing left: nothing more
+
+
+def test_the_budget_covers_the_baselines_but_leaves_the_searches_a_third() -> None:
+    from edgeopt.target_order import _deadline
+
+    now = time.monotonic()
+    assert _deadline(now, None) is None
+    assert abs(_deadline(now - 10, 90) - (now + 80)) < 1  # quick baselines: the rest of the 90 s
+    assert abs(_deadline(now - 80, 90) - (now + 30)) < 1  # slow baselines: still a third of it
