@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -271,28 +272,50 @@ def _session_problem(model: onnx.ModelProto, workdir: Path, worker: IsolatedWork
     return worker.call("edgeopt.graph_safety:session_probe", source, "basic", what="ONNX Runtime")
 
 
-def _fixed_where_loadable(model: onnx.ModelProto, options: ImportOptions, notes: list[str], *, workdir: Path,
-                          worker: IsolatedWorker) -> tuple[onnx.ModelProto, str | None, tuple[TensorSpec, ...]]:
-    """``model`` with its input dims fixed (``_fix_input_shapes``), ONNX Runtime's complaint about it when that
-    was probed, and the input specs a deploy feeds when they differ from the returned model's (else ``()``).
+def _fix_where_loadable(model: onnx.ModelProto, options: ImportOptions, notes: list[str], *, workdir: Path,
+                        worker: IsolatedWorker) -> tuple[str | None, tuple[TensorSpec, ...]]:
+    """Fix ``model``'s input dims in place (``_fix_input_shapes``) and check the sizes constant folding would
+    allocate (``check_fold_sizes``, before ONNX Runtime ever sees the model). Returns ONNX Runtime's complaint
+    about the fixed model when it was probed (else None), and the input specs a deploy feeds when they differ
+    from the model's (else ``()``).
 
     Fixed dims can make a graph invalid that is valid with dynamic ones (an ``If`` whose other branch only
     type-checks for other sizes, e.g. a sample-rate switch around an LSTM): when ONNX Runtime refuses the fixed
-    model but loads the original, the model keeps its own dims, with a note, and the fixed specs are returned
-    as what the deploy feeds."""
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
+    model but loads it with its own dims, those are restored, with a note, and the fixed specs are returned as
+    what the deploy feeds."""
+    own_inputs = [_copy(vi) for vi in model.graph.input]
+    own_value_info = [_copy(vi) for vi in model.graph.value_info]
     fixed_notes: list[str] = []
-    if not _fix_input_shapes(fixed, options, fixed_notes):
+    changed = _fix_input_shapes(model, options, fixed_notes)
+    check_fold_sizes(model, options=options)  # before ONNX Runtime folds constants, in the worker or in onnxslim
+    if not changed:
         notes.extend(fixed_notes)
-        return fixed, None, ()
-    problem = _session_problem(fixed, workdir, worker)
-    if problem and not _session_problem(model, workdir, worker):
-        notes.append(f"ONNX Runtime cannot load the model with its input dims fixed ({problem}); the model keeps "
-                     "its own dynamic dims and is fed the fixed shapes")
-        return model, "", tuple(tensor_spec(vi) for vi in fixed.graph.input)
-    notes.extend(fixed_notes)
-    return fixed, problem, ()
+        return None, ()
+    problem = _session_problem(model, workdir, worker)
+    if not problem:
+        notes.extend(fixed_notes)
+        return problem, ()
+    fed = tuple(tensor_spec(vi) for vi in model.graph.input)
+    _set_repeated(model.graph.input, own_inputs)
+    _set_repeated(model.graph.value_info, own_value_info)
+    if _session_problem(model, workdir, worker):
+        _fix_input_shapes(model, options, [])  # neither loads: keep the fixed dims and report that problem
+        notes.extend(fixed_notes)
+        return problem, ()
+    notes.append(f"ONNX Runtime cannot load the model with its input dims fixed ({problem}); the model keeps "
+                 "its own dynamic dims and is fed the fixed shapes")
+    return "", fed
+
+
+def _copy(vi: onnx.ValueInfoProto) -> onnx.ValueInfoProto:
+    out = onnx.ValueInfoProto()
+    out.CopyFrom(vi)
+    return out
+
+
+def _set_repeated(field: Any, items: list[onnx.ValueInfoProto]) -> None:
+    del field[:]
+    field.extend(items)
 
 
 @contextlib.contextmanager
@@ -448,8 +471,7 @@ def normalize(
     _tidy_imports(work)
     _check(work, workdir=workdir, what="the model", worker=worker)
     work = _upgrade_opset(work, options.opset, notes)
-    work, problem, fed = _fixed_where_loadable(work, options, notes, workdir=workdir, worker=worker)
-    check_fold_sizes(work, options=options)  # before ONNX Runtime folds constants, in the worker or in onnxslim
+    problem, fed = _fix_where_loadable(work, options, notes, workdir=workdir, worker=worker)
     if options.simplify:
         # onnxslim folds constants by running ONNX Runtime in this process: let ORT meet the model in
         # the worker first (session creation folds constants too)

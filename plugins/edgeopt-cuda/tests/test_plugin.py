@@ -71,7 +71,8 @@ def test_deploy_to_cuda_stops_at_once_with_the_reason(tmp_path: Path) -> None:
     model = Path(__file__).resolve().parents[3] / "examples" / "digits" / "digits_cnn.onnx"
     with pytest.raises(TargetUnavailable, match="target 'cuda' is unavailable") as info:
         api.deploy(str(model), target="cuda", device="nvidia-h100", out=tmp_path / "out")
-    assert SWAP_COMMAND in info.value.hint
+    assert SWAP_COMMAND in info.value.message  # the reason names the fix; the hint says to follow it
+    assert "reason" in info.value.hint
     assert not (tmp_path / "out").exists()
 
 
