@@ -294,15 +294,17 @@ def search_plans(
 
 
 def _each_precision_first(plans: list[tuple[Plan, str]]) -> list[tuple[Plan, str]]:
-    """The first plan of each precision family (``int8-dynamic`` is ``int8``'s), in the given order, then the rest
-    in the given order: a search cut short by its budget has tried every kind of plan before any refinement of
-    one kind, and a cheap float plan accepted early sets the bar the speed screen measures the others by."""
+    """The first plan of each precision family (``int8-dynamic`` is ``int8``'s), float families before integer
+    ones and otherwise in the given order, then the rest in the given order: a search cut short by its budget
+    has tried every kind of plan before any refinement of one kind, and a float plan (seconds to build, no
+    calibration) accepted early sets the bar the speed screen measures the others by."""
     seen: set[str] = set()
     first, rest = [], []
     for item in plans:
         family = item[0].precision.split("-")[0]
         (rest if family in seen else first).append(item)
         seen.add(family)
+    first.sort(key=lambda item: item[0].precision.startswith("int"))  # stable: float first
     return first + rest
 
 

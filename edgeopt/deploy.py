@@ -61,7 +61,7 @@ log = logging.getLogger("edgeopt")
 
 SYNTHETIC_SAMPLES = 32
 AUTO_TARGET = "auto"
-AUTO_BUDGET_S = 90.0
+AUTO_BUDGET_S = 70.0
 """Default search budget of ``--target auto`` (seconds, every target's fp32 baseline and all the searches
 together; the searches get at least a third of it after the baselines, ``edgeopt.target_order``): its searches
 run fastest target first and screened for speed, so what the budget leaves out is the least promising part."""
