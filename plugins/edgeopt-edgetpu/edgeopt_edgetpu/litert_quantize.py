@@ -69,12 +69,13 @@ def quantize(float_path: Path, out: Path, *, precision: str, granularity: str, c
     qt = quantizer.Quantizer(str(float_path), recipe)
     ranges, samples = None, 0
     if qt.need_calibration:
-        arrays = np.load(calibration)
+        with np.load(calibration) as npz:  # an NpzFile reads the whole array again on every item access
+            arrays = {name: npz[name] for name in names}
         keys = signature["inputs"]
         types = input_types(float_path, signature["name"])
         samples = len(arrays[names[0]])
-        feeds = [{key: arrays[name][i : i + 1].astype(types[key]) for key, name in zip(keys, names, strict=True)}
-                 for i in range(samples)]
+        feeds = [{key: arrays[name][i : i + 1].astype(types[key], copy=False)  # views when the dtype matches
+                  for key, name in zip(keys, names, strict=True)} for i in range(samples)]
         ranges = _calibrate(float_path, recipe, {signature["name"]: feeds})
     qt.quantize(ranges).export_model(str(out), overwrite=True)
     return samples
