@@ -58,21 +58,18 @@ def _tree(root: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def _rss(procs: list[psutil.Process]) -> int:
-    total = 0
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
-
-
-def _parts(procs: list[psutil.Process]) -> list[str]:
-    """Each process of the tree at a peak: ``"<GiB> <command>"``, largest first (what the peak is made of)."""
+def _sizes(procs: list[psutil.Process]) -> list[tuple[int, psutil.Process]]:
+    """``(RSS bytes, process)`` of each process still readable (one read per process per poll)."""
     sizes = []
     for p in procs:
         with contextlib.suppress(psutil.Error):
-            sizes.append((p.memory_info().rss, _name(p)[:100]))
-    return [f"{rss / GIB:.2f} {name}" for rss, name in sorted(sizes, reverse=True)]
+            sizes.append((p.memory_info().rss, p))
+    return sizes
+
+
+def _parts(sizes: list[tuple[int, psutil.Process]]) -> list[str]:
+    """Each process of the tree at a peak: ``"<GiB> <command>"``, largest first (what the peak is made of)."""
+    return [f"{rss / GIB:.2f} {_name(p)[:100]}" for rss, p in sorted(sizes, key=lambda s: s[0], reverse=True)]
 
 
 def _kill(procs: list[psutil.Process]) -> None:
@@ -97,9 +94,10 @@ def run_watched(cmd: list[str], *, env: dict, cwd: Path, logs: Path, max_rss: in
         while proc.poll() is None:
             procs = _tree(root)
             seen.update({p.pid: p for p in procs[1:]})
-            rss = _rss(procs)
+            sizes = _sizes(procs)
+            rss = sum(size for size, _ in sizes)
             if rss > peak:
-                peak, parts = rss, _parts(procs)
+                peak, parts = rss, _parts(sizes)
             if reason is None and max_rss and rss > max_rss:
                 reason = f"killed by the bench: process tree RSS {rss / GIB:.1f} GiB > cap {max_rss / GIB:.1f} GiB"
             elif reason is None and time.perf_counter() - began > timeout_s:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeopt.harness import measure_interleaved
+from edgeopt.search_cache import plan_identity
 from edgeopt.types import DeviceProfile, Plan, Runner
 
 SCREEN_BUDGET_S = 0.4
@@ -60,8 +61,6 @@ def speed_key(plan: Plan) -> str:
     builds except its calibration, granularity and fp32-kept nodes."""
     if plan.kernels:
         return f"{plan.target}:{plan.kernels}"
-    from edgeopt.search_cache import plan_identity
-
     identity = plan_identity(plan)
     for scale_only in ("calibration", "granularity", "keep_fp32"):
         identity.pop(scale_only, None)
