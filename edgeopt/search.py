@@ -130,7 +130,7 @@ def _run_search(ctx: CandidateContext, plans: list[tuple], precision: str, searc
             candidate = replace(candidate, status="baseline" if candidate.status == "accepted" else candidate.status,
                                 origin="plan")
         search.add(candidate, runner)
-        if runner is not None and precision == "auto" and ctx.screen:
+        if runner is not None and ctx.screen:  # set only for --precision auto (deploy.open_search)
             _screen(ctx, search, candidate, runner)
     if stop_after is not None:
         return search
