@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("EDGEOPT_REGISTRY", "off")
     from edgeopt.farm.executors import LocalExecutor
-    from edgeopt.hostinfo import cpu_isa, cpu_name
+    from edgeopt.measure.host import cpu_isa, cpu_name
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="farm-bench-") as tmp:

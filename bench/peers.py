@@ -2,7 +2,7 @@
 
 Every builder returns a :class:`Built`: a ``Runner`` (``run(feeds) -> list[np.ndarray]``, ``close()``)
 plus what was measured while building it (size on disk, notes, the peer's warnings). No timing
-happens here: the benchmark times every runner with ``edgeopt.harness``. Peer libraries are
+happens here: the benchmark times every runner with ``edgeopt.measure.harness``. Peer libraries are
 imported inside the builders. Calls that may write temporary files run inside a scratch working
 directory, and whatever they leave there is reported as ``litter``.
 """

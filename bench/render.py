@@ -152,7 +152,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "```",
         "",
         f"- **Machine**: {m['cpu']}, {m['physical_cores']} physical cores / {m['logical_cpus']} logical CPUs, "
-        f"ISA flags {', '.join(m['isa']) or 'none detected'} (`edgeopt.hostinfo.cpu_isa()`); {m['platform']}",
+        f"ISA flags {', '.join(m['isa']) or 'none detected'} (`edgeopt.measure.host.cpu_isa()`); {m['platform']}",
         f"- **Threads**: {m['threads_given_to_every_runtime']} for every runtime (ORT `intra_op_num_threads`, "
         "OpenVINO `INFERENCE_NUM_THREADS`, edgeopt `threads=`)",
         f"- **Packages**: Python {m['python']}, {packages}",
@@ -161,7 +161,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{m['load_average_after'][2]:.2f}; a load above the core count means other processes shared the CPU "
         "(interleaving spreads that noise over all runtimes alike, it does not remove it)",
         f"- **Run**: started {report['started']}, {report['wall_s']:.0f} s wall in one process; batch 1; timed by "
-        "`edgeopt.harness.measure_interleaved` after warm-up, rounds alternating between runtimes",
+        "`edgeopt.measure.harness.measure_interleaved` after warm-up, rounds alternating between runtimes",
         f"- **edgeopt.deploy**: `target=\"cpu\"`, `threads={d['threads']}`, `budget_s={d['budget_s']}` (candidate "
         f"search limit), `timing_s={d['timing_s']}`, `cache={d['cache']}` (every deploy does its whole search)",
         "",

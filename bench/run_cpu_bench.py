@@ -6,7 +6,7 @@ Run from the repository root::
 
 For each model every runtime is built first (failures recorded, never hidden), its outputs on the
 evaluation set are compared with ONNX Runtime fp32 (and with the labels where there are any), then
-all runners are timed together by ``edgeopt.harness.measure_interleaved`` (batch 1, rounds
+all runners are timed together by ``edgeopt.measure.harness.measure_interleaved`` (batch 1, rounds
 alternating between runtimes). Writes ``docs/benchmarks.md`` and ``docs/benchmarks.json``.
 """
 
@@ -35,8 +35,8 @@ import peers  # noqa: E402  (bench/ is not a package: a script directory)
 from cases import Case, clone_command, shown_path  # noqa: E402
 from render import kept_sections, render_markdown  # noqa: E402
 
-from edgeopt.harness import measure, measure_interleaved  # noqa: E402
-from edgeopt.hostinfo import cpu_isa, cpu_name, physical_cores  # noqa: E402
+from edgeopt.measure.harness import measure, measure_interleaved  # noqa: E402
+from edgeopt.measure.host import cpu_isa, cpu_name, physical_cores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "examples" / "digits"

@@ -8,7 +8,7 @@ For each model (the digits CNN with its real data; ResNet-50 from the onnx wheel
 synthetic inputs) it deploys to ``--target cuda`` with ``--precision fp16`` and ``auto`` (each artifact
 then profiled over ``--batches`` with NVML energy, the largest batch meeting ``--slo-ms`` chosen), loads
 the artifacts, checks their outputs against plain ORT CUDA EP fp32, and times all runners together with
-``edgeopt.harness.measure_interleaved`` (batch 1, rounds alternating). Energy per inference is read from
+``edgeopt.measure.harness.measure_interleaved`` (batch 1, rounds alternating). Energy per inference is read from
 NVML around separate timed blocks per runner (two passes, alternating), with the idle board power measured
 first. Writes ``docs/gpu_bench.json`` and the results section of ``docs/gpu.md``.
 
@@ -178,8 +178,8 @@ def energy_per_inference(runners: Mapping[str, Any], feeds: Sequence[Feeds], *, 
     """NVML joules per inference per runner: two alternating passes of ``seconds`` each, summed."""
     from edgeopt_cuda.nvml import NvmlMeter
 
-    from edgeopt.energy import metered
-    from edgeopt.harness import measure
+    from edgeopt.measure.energy import metered
+    from edgeopt.measure.harness import measure
 
     totals: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in runners}  # joules, runs, seconds
     for _ in range(2):
@@ -202,7 +202,7 @@ def energy_per_inference(runners: Mapping[str, Any], feeds: Sequence[Feeds], *, 
 
 
 def bench_model(case: Case, args: argparse.Namespace) -> dict[str, Any]:
-    from edgeopt.harness import measure_interleaved
+    from edgeopt.measure.harness import measure_interleaved
 
     print(f"\n== {case.name} ({case.path.name})", flush=True)
     batches = [int(b) for b in args.batches.split(",")]
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where gpu_bench.json and gpu.md are")
     args = parser.parse_args(argv)
 
-    from edgeopt.plugins import get_plugin_manager
+    from edgeopt.plugin.manager import get_plugin_manager
 
     target = get_plugin_manager().target("cuda", require_available=False)
     if not target.available:

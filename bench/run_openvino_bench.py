@@ -16,7 +16,7 @@ test data with synthetic N(0,1) data) every runtime is built first (failures rec
 - ``edgeopt openvino int8`` / ``edgeopt openvino auto``: ``edgeopt.deploy(target="openvino")`` then ``edgeopt.load``.
 
 Outputs on the evaluation set are compared with ORT fp32 (and with the labels where there are any), then all
-runners are timed together by ``edgeopt.harness.measure_interleaved`` (batch 1, rounds alternating between
+runners are timed together by ``edgeopt.measure.harness.measure_interleaved`` (batch 1, rounds alternating between
 runtimes). Last, edgeopt's harness is cross-checked against OpenVINO's ``benchmark_app`` on the same IRs
 (fp32 and edgeopt's int8), alternating rounds. Writes ``docs/benchmarks-openvino.md``.
 """
@@ -45,8 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cases import Case, clone_command, shown_path  # noqa: E402  (bench/ is not a package: a script directory)
 
-from edgeopt.harness import measure, measure_interleaved  # noqa: E402
-from edgeopt.hostinfo import cpu_isa, cpu_name, physical_cores  # noqa: E402
+from edgeopt.measure.harness import measure, measure_interleaved  # noqa: E402
+from edgeopt.measure.host import cpu_isa, cpu_name, physical_cores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "examples" / "digits"
@@ -207,7 +207,7 @@ def build_nncf(case: Case, work: Path, threads: int) -> tuple[Built, Built, Buil
     import openvino as ov
     from edgeopt_openvino.runner import OpenVinoRunner
 
-    from edgeopt.plugins import get_plugin_manager
+    from edgeopt.plugin.manager import get_plugin_manager
     from edgeopt.types import ImportOptions
 
     xml, details = _nncf_default_ir(case.path, case, work / "nncf" / "model.xml")
@@ -430,7 +430,7 @@ def render(report: Mapping[str, Any]) -> str:
         f"{'/'.join(f'{x:.2f}' for x in m['load_after'])} (above {m['logical_cpus']}: other processes shared the "
         "CPU; interleaving spreads that noise over every runtime alike, it does not remove it)",
         f"- **Run**: {report['started']}, {report['wall_s']:.0f} s in one process; batch 1; every runner timed by "
-        "`edgeopt.harness.measure_interleaved` after warm-up, rounds alternating between runners; "
+        "`edgeopt.measure.harness.measure_interleaved` after warm-up, rounds alternating between runners; "
         f"`edgeopt.deploy(target=\"openvino\", threads={m['threads']}, timing_s=1.0, cache=False)`",
         "",
         "`p50 / OV fp32` < 1 is faster than OpenVINO fp32 with its defaults. Size: the IR as stored (.xml + .bin, "

@@ -16,10 +16,10 @@ except PackageNotFoundError:  # running from a source tree without install
 # Bound last, on purpose: importing the SDK imports the submodule ``edgeopt.deploy``, which Python
 # sets as this package's attribute ``deploy``; these names must be the SDK functions.
 from edgeopt.api import Predictor, compare, compress, deploy, devices, inspect, load, profile, targets  # noqa: E402
-from edgeopt.compare import Comparison  # noqa: E402
-from edgeopt.deploy import Deployment  # noqa: E402
 from edgeopt.monitoring.monitor import monitor  # noqa: E402
-from edgeopt.plugins import hookimpl  # noqa: E402
+from edgeopt.pipeline.compare import Comparison  # noqa: E402
+from edgeopt.pipeline.deploy import Deployment  # noqa: E402
+from edgeopt.plugin.manager import hookimpl  # noqa: E402
 from edgeopt.registry.lifecycle import redeploy  # noqa: E402
 from edgeopt.registry.store import open_registry  # noqa: E402
 

@@ -12,20 +12,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeopt.artifact import verify_artifact
-from edgeopt.candidates import Events
-from edgeopt.compare import Comparison
+from edgeopt.artifact.manifest import manifest_state
+from edgeopt.artifact.write import verify_artifact
 from edgeopt.compress.sdk import compress  # noqa: F401 - the SDK function, re-exported
 from edgeopt.compress.spec import CompressionSpec
-from edgeopt.deploy import Deployment, DeployRequest, feeds_for_batch, resolve_device
 from edgeopt.errors import ArtifactError, InputSpecError, ModelError
-from edgeopt.graph import GraphSummary, inspect_model, load_model
-from edgeopt.hardware import list_profiles
-from edgeopt.harness import profile_runner
-from edgeopt.manifest import manifest_state
+from edgeopt.evaluate.reference import batch_size_of
+from edgeopt.graph.normalize import GraphSummary, inspect_model, load_model
+from edgeopt.measure.devices import list_profiles
+from edgeopt.measure.harness import profile_runner
 from edgeopt.passes.batch import checked_batches
-from edgeopt.plugins import PluginManager, PluginStatus, get_plugin_manager
-from edgeopt.reference import batch_size_of
+from edgeopt.pipeline.compare import Comparison
+from edgeopt.pipeline.deploy import Deployment, DeployRequest, feeds_for_batch, resolve_device
+from edgeopt.plugin.manager import PluginManager, PluginStatus, get_plugin_manager
+from edgeopt.search.candidates import Events
 from edgeopt.types import (
     Compiled,
     Dataset,
@@ -85,17 +85,17 @@ def deploy(
 
     ``calib``/``eval`` take an ``.npz`` path, a folder of images, a mapping of arrays, or any
     iterable of feed dicts. Without them edgeopt uses synthetic inputs and says so. ``metric`` is a
-    name from ``edgeopt.metrics`` or a callable ``(outputs, labels) -> float`` (higher is better);
+    name from ``edgeopt.evaluate.metrics`` or a callable ``(outputs, labels) -> float`` (higher is better);
     ``max_drop`` is in that metric's own units. ``budget_s`` limits the candidate search (candidates
     not started in time are listed as skipped); ``cache=False`` bypasses the search cache; ``exhaustive=True`` builds
     every plan of a ``precision="auto"`` search, even those the speed screen shows cannot win
-    (``edgeopt.speed_screen``). ``target="auto"``
+    (``edgeopt.search.speed_screen``). ``target="auto"``
     compares ``targets`` (default: all available) for ``objective`` and deploys the winner (``edgeopt.compare``).
     The verified artifact is registered as the next version of ``name`` (default: the source's stem) in the
     deployment registry (``edgeopt.registry``; ``EDGEOPT_REGISTRY=off`` skips it). ``state`` declares a
-    streaming model's recurrent state, output -> input (None: detected; ``{}``: none; ``edgeopt.stream``).
+    streaming model's recurrent state, output -> input (None: detected; ``{}``: none; ``edgeopt.data.stream``).
     ``max_memory`` (bytes, or a size such as ``"2GiB"``) bounds each candidate build, run in a worker process;
-    a build past it is a failed candidate (None: 60% of the available memory; ``edgeopt.build_worker``).
+    a build past it is a failed candidate (None: 60% of the available memory; ``edgeopt.search.build_worker``).
 
     Returns the ``Deployment`` (its ``path`` and ``manifest``). Raises a subclass of ``edgeopt.errors.EdgeoptError``,
     with ``.code``, ``.message`` and ``.hint``, when it cannot (docs/errors.md): ``ModelError`` (E1xx) for a model
@@ -177,7 +177,7 @@ def compare(
     ``edgeopt.compare``. ``targets`` None: every installed target (unavailable ones are listed with the reason).
     ``max_memory`` bounds each candidate build as in ``deploy``. Nothing is written; ``deploy(model,
     target="auto")`` deploys the winner."""
-    from edgeopt.compare import run_compare
+    from edgeopt.pipeline.compare import run_compare
 
     request = DeployRequest(
         source=model, target="auto", device=device, precision=precision, calib=calib, eval=eval,
@@ -344,8 +344,8 @@ def profile(
     IR, TFLite, ...). A streaming model
     (the manifest's ``stream``) is timed per call at batch 1 with zero states and its recorded constant inputs;
     other batches are reported as not batchable."""
-    from edgeopt.data import synthetic_dataset
-    from edgeopt.manifest import recorded_index_limits
+    from edgeopt.artifact.manifest import recorded_index_limits
+    from edgeopt.data.datasets import synthetic_dataset
     from edgeopt.types import Graph
 
     path, manifest, runner, target, device, pm, compiled = _open(path, plugin_manager, 1)

@@ -19,7 +19,7 @@ Folders follow each platform's conventions through ``platformdirs``:
   another file.
 
 One variable, one meaning: ``EDGEOPT_CACHE_DIR`` is always the root of every cache (never the search cache
-itself, never a plugin's folder). Plugins take their folders from ``edgeopt.plugins.cache_dir("<name>")``.
+itself, never a plugin's folder). Plugins take their folders from ``edgeopt.plugin.manager.cache_dir("<name>")``.
 Neither function creates the folder.
 """
 

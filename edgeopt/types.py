@@ -178,7 +178,7 @@ class Plan:
     kernels: str = ""
     """Plans of one target with the same non-empty ``kernels`` run the same kernels: they differ only in
     quantization scales (calibration method, percentile, symmetry), so their speed is judged by whichever of
-    them ran first (``edgeopt.speed_screen``). Empty: the plan shares kernels only with the core's calibration
+    them ran first (``edgeopt.search.speed_screen``). Empty: the plan shares kernels only with the core's calibration
     and granularity variants of itself."""
 
 
@@ -231,8 +231,8 @@ class Dataset:
     ``[layers, batch, hidden]``): its array stacks one whole feed per sample on a new axis 0, and a step feeds
     ``array[i]`` as it is. With ``state`` the samples are one stream: run one sample per call, in order, each
     call's state outputs fed back as the next call's state inputs, starting from the arrays' first sample
-    (``edgeopt.stream``). The state arrays of later samples are the states a stream of the fp32 reference fed
-    there once ``edgeopt.stream.with_stream_states`` has run (what calibration and timing feed), or whatever
+    (``edgeopt.data.stream``). The state arrays of later samples are the states a stream of the fp32 reference fed
+    there once ``edgeopt.data.stream.with_stream_states`` has run (what calibration and timing feed), or whatever
     the source held before that.
     """
 
@@ -340,7 +340,7 @@ class LatencyStats:
     method: str = "measured:wallclock"
     samples: tuple[float, ...] = field(default=(), repr=False, compare=False)
     """Every timed run (seconds), in timing order, so choices can test whether two timings differ
-    (``edgeopt.significance``); empty when the stats were not measured here. Never serialized."""
+    (``edgeopt.measure.significance``); empty when the stats were not measured here. Never serialized."""
 
 
 @dataclass(frozen=True)
@@ -360,4 +360,4 @@ class Metrics:
     samples: int = 0
     synthetic_data: bool = False
     proxy: str = ""
-    """For a label-free metric: which output kind it judged and how (``edgeopt.fidelity.Proxy.why``)."""
+    """For a label-free metric: which output kind it judged and how (``edgeopt.evaluate.fidelity.Proxy.why``)."""

@@ -1,6 +1,6 @@
 """mkdocs hooks (``mkdocs.yml``: ``hooks:``): pages generated from the source at build time, never copied by hand.
 
-- ``reference/hooks.md``: the hook reference, rendered from ``edgeopt/hookspecs.py`` docstrings by the same
+- ``reference/hooks.md``: the hook reference, rendered from ``edgeopt/plugin/hookspecs.py`` docstrings by the same
   generator that keeps ``docs/writing-a-plugin.md`` current (``edgeopt.testing.gen_docs.render_hooks``);
 - ``changelog.md``: the repository's ``CHANGELOG.md``.
 
@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _hooks_page() -> str:
-    from edgeopt import hookspecs
+    from edgeopt.plugin import hookspecs
     from edgeopt.testing.gen_docs import END, START, render_hooks
 
     body = render_hooks().replace(START, "").replace(END, "").strip()
     return (f"# Hook reference\n\nEvery hook a plugin may implement (hook API {hookspecs.HOOK_API_VERSION}), "
-            "generated from the docstrings of `edgeopt/hookspecs.py` when the site is built. How to write a "
+            "generated from the docstrings of `edgeopt/plugin/hookspecs.py` when the site is built. How to write a "
             "plugin: [Writing a plugin](../writing-a-plugin.md).\n\n" + body + "\n")
 
 

@@ -1,4 +1,4 @@
-"""Atomic artifact writing and verification (edgeopt.artifact)."""
+"""Atomic artifact writing and verification (edgeopt.artifact.write)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeopt import artifact, atomic_dir
-from edgeopt.artifact import MANIFEST_SCHEMA_VERSION, file_sha256, verify_artifact, write_artifact
+from edgeopt.artifact import atomic_dir
+from edgeopt.artifact import write as artifact
+from edgeopt.artifact.write import MANIFEST_SCHEMA_VERSION, file_sha256, verify_artifact, write_artifact
 from edgeopt.errors import ArtifactError, EdgeoptError, OutputPathError
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from edgeopt.api import deploy
-from edgeopt.artifact import verify_artifact
-from edgeopt.build_worker import BuildWorker
+from edgeopt.artifact.write import verify_artifact
 from edgeopt.errors import InputSpecError
-from edgeopt.isolation import IsolatedWorker, WorkerMemoryExceeded
-from edgeopt.memory_limit import HEADROOM_BYTES, default_memory_limit, memory_limit_bytes
-from edgeopt.plugins import get_plugin_manager
+from edgeopt.plugin.manager import get_plugin_manager
+from edgeopt.process.isolation import IsolatedWorker, WorkerMemoryExceeded
+from edgeopt.process.memory_limit import HEADROOM_BYTES, default_memory_limit, memory_limit_bytes
+from edgeopt.search.build_worker import BuildWorker
 from tests.plugin_dists import activate, make_plugin_dist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,7 +199,7 @@ def test_compare_bounds_builds_too(memhog: Path) -> None:
 
 
 def test_a_build_past_the_limit_in_a_used_worker_is_retried_in_a_fresh_one(memhog: Path, tmp_path: Path) -> None:
-    from edgeopt.hardware import host_profile
+    from edgeopt.measure.devices import host_profile
     from edgeopt.types import Dataset, ImportOptions, Plan
 
     pm = get_plugin_manager()

@@ -221,7 +221,7 @@ def test_verbose_and_log_level_set_the_edgeopt_logger(capsys, monkeypatch) -> No
 
 
 def test_sdk_warnings_are_edgeopt_warnings() -> None:
-    from edgeopt.deploy import LogEvents
+    from edgeopt.pipeline.deploy import LogEvents
 
     assert issubclass(errors.EdgeoptWarning, UserWarning)
     with pytest.warns(errors.EdgeoptWarning, match="synthetic"):
@@ -284,7 +284,7 @@ def test_precision_is_case_insensitive(capsys, monkeypatch) -> None:
 
 
 def test_unavailable_target_hint_does_not_repeat_the_message() -> None:
-    from edgeopt.plugins import get_plugin_manager
+    from edgeopt.plugin.manager import get_plugin_manager
 
     pm = get_plugin_manager()
     missing = [t for t in pm.targets() if not t.available]
@@ -305,7 +305,7 @@ def test_verify_of_a_mistyped_path_and_inspect_of_a_data_file(tmp_path) -> None:
 
 
 def test_deploy_docstring_says_what_model_is_and_what_it_raises() -> None:
-    doc = edgeopt.deploy.__doc__
+    doc = edgeopt.pipeline.deploy.__doc__
     assert "``model`` is" in doc and ".onnx" in doc and "factory" in doc
     for name in ("ModelError", "TargetUnavailable", "AccuracyBudgetExceeded", "EdgeoptError"):
         assert name in doc, name
@@ -328,7 +328,7 @@ def test_predict_takes_a_bare_array_for_a_single_input_model(digits_artifact) ->
 
 
 def test_deploy_and_profile_report_one_size(digits_artifact) -> None:
-    manifest = edgeopt.artifact.verify_artifact(digits_artifact)
+    manifest = edgeopt.artifact.write.verify_artifact(digits_artifact)
     assert edgeopt.profile(digits_artifact, timing_s=0.1)["size_bytes"] == manifest["profile"]["size_bytes"]
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 import edgeopt
-from edgeopt.compare import Setting, rank_key, settings_for
-from edgeopt.deploy import DeployRequest
 from edgeopt.errors import InputSpecError, TargetError
-from edgeopt.hardware import host_profile
-from edgeopt.harness import measure_interleaved
-from edgeopt.plugins import get_plugin_manager
+from edgeopt.measure.devices import host_profile
+from edgeopt.measure.harness import measure_interleaved
+from edgeopt.pipeline.compare import Setting, rank_key, settings_for
+from edgeopt.pipeline.deploy import DeployRequest
+from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.types import LatencyStats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def test_interleaved_turns_open_with_untimed_settle_runs() -> None:
 
 def test_settings_cover_threads_for_latency_and_batches_for_throughput() -> None:
     device = host_profile()
-    cores = min(device.cores or 1, edgeopt.hostinfo.physical_cores())
+    cores = min(device.cores or 1, edgeopt.measure.host.physical_cores())
     latency = settings_for(device, DeployRequest(source="m", batches=(1, 8)), 1)
     assert {s.batch for s in latency} == {1}
     assert {s.threads for s in latency} == {cores, 1}
@@ -192,9 +192,9 @@ def test_throughput_objective_searches_batches_and_keeps_the_highest_rate() -> N
 
 
 def test_auto_leaves_out_targets_that_only_emulate_their_device() -> None:
-    from edgeopt.compare import eligible_targets
-    from edgeopt.deploy import DeployRequest
-    from edgeopt.hardware import host_profile
+    from edgeopt.measure.devices import host_profile
+    from edgeopt.pipeline.compare import eligible_targets
+    from edgeopt.pipeline.deploy import DeployRequest
     from edgeopt.types import TargetInfo
 
     infos = {t.name: t for t in (

@@ -1,4 +1,4 @@
-"""Calibration/evaluation data loading and validation (edgeopt.data)."""
+"""Calibration/evaluation data loading and validation (edgeopt.data.datasets)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeopt.data import load_dataset, synthetic_dataset
+from edgeopt.data.datasets import load_dataset, synthetic_dataset
 from edgeopt.errors import DataError
 from edgeopt.types import Dataset, Graph, TensorSpec
 

@@ -23,7 +23,7 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
                             env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     hooks = (tmp_path / "site" / "reference" / "hooks" / "index.html").read_text()
-    assert "edgeopt_register_targets" in hooks  # generated from edgeopt/hookspecs.py
+    assert "edgeopt_register_targets" in hooks  # generated from edgeopt/plugin/hookspecs.py
     assert "Unreleased" in (tmp_path / "site" / "changelog" / "index.html").read_text()
 
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from edgeopt import energy
-from edgeopt.energy import RaplMeter, estimate_energy, metered, rapl_available, rapl_domains
 from edgeopt.errors import DeviceError
-from edgeopt.hardware import get_profile
-from edgeopt.plugins import PluginManager
+from edgeopt.measure import energy
+from edgeopt.measure.devices import get_profile
+from edgeopt.measure.energy import RaplMeter, estimate_energy, metered, rapl_available, rapl_domains
+from edgeopt.plugin.manager import PluginManager
 from edgeopt.types import EnergyMeter, EnergyReading
 
 MAX_RANGE = 262_143_328_850
@@ -86,8 +86,8 @@ def test_hook_gives_rapl_for_cpu_only_when_readable(powercap: Path, monkeypatch:
 
 def test_hook_on_this_machine_through_the_plugin_manager() -> None:
     pm = PluginManager()
-    pm.register(energy, "edgeopt.energy")
-    status = {s.name: s for s in pm.plugins()}["edgeopt.energy"]
+    pm.register(energy, "edgeopt.measure.energy")
+    status = {s.name: s for s in pm.plugins()}["edgeopt.measure.energy"]
     assert status.status == "ok" and "edgeopt_energy_meters" in status.hooks
     meters = pm.energy_meters(get_profile("x86-avx2-2core"))
     if rapl_available():

@@ -1,4 +1,4 @@
-"""Model family from graph structure (``edgeopt.family``) and the transformer fusion pass."""
+"""Model family from graph structure (``edgeopt.graph.model_family``) and the transformer fusion pass."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from edgeopt.family import detect_family
+from edgeopt.graph.model_family import detect_family
 from edgeopt.passes.ort_quantize import StaticInt8Options, quantize_static_int8
 from edgeopt.passes.transformer_fusion import TransformerFusionOptions, fuse_transformer, unfold_gemms
-from edgeopt.plugins import get_plugin_manager
+from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.types import Dataset, ImportOptions
 from tests.tiny_bert import HEADS, HIDDEN, bert_samples, export_tiny_bert
 
@@ -165,7 +165,7 @@ def test_fusion_options_are_checked_and_unreadable_heads_refused(tmp_path) -> No
 
 
 def test_cpu_plans_fuse_transformers_and_keep_masks_out_of_static_int8(bert) -> None:
-    from edgeopt.hardware import host_profile
+    from edgeopt.measure.devices import host_profile
 
     pm = get_plugin_manager()
     graph = pm.import_model(bert, ImportOptions(), bert.parent / "again")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeopt.fidelity import attention_mask, choose_proxy, output_kind
-from edgeopt.metrics import evaluate, fidelity
+from edgeopt.evaluate.fidelity import attention_mask, choose_proxy, output_kind
+from edgeopt.evaluate.metrics import evaluate, fidelity
 
 RNG = np.random.default_rng(0)
 

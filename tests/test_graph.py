@@ -1,4 +1,4 @@
-"""edgeopt.graph: safe loading, normalization of real opset-9 models, inspection, fingerprints."""
+"""edgeopt.graph.normalize: safe loading, normalization of real opset-9 models, inspection, fingerprints."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.errors import InputSpecError, ModelError, ResourceLimitError, UnsafeModelError, UnsupportedModelError
-from edgeopt.graph import inspect_model, load_model, load_onnx, normalize, sha256_bytes, sha256_file
+from edgeopt.graph.normalize import inspect_model, load_model, load_onnx, normalize, sha256_bytes, sha256_file
 from edgeopt.types import ImportOptions
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -433,9 +433,9 @@ def test_external_data_with_wrong_length_or_missing_file(tmp_path):
 
 
 def test_large_models_are_saved_with_external_data_in_workdir(tmp_path, monkeypatch):
-    import edgeopt.graph
+    import edgeopt.graph.normalize
 
-    monkeypatch.setattr(edgeopt.graph, "LARGE_MODEL_BYTES", 1024)  # the 4 KiB weight counts as "large"
+    monkeypatch.setattr(edgeopt.graph.normalize, "LARGE_MODEL_BYTES", 1024)  # the 4 KiB weight counts as "large"
     path, w = _external_model(tmp_path / "m")
     graph = _normalize_file(path, tmp_path / "w")
     assert sorted(os.listdir(tmp_path / "w")) == ["model.onnx", "model.onnx.data"]

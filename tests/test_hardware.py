@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgeopt.errors import DeviceError
-from edgeopt.hardware import (
+from edgeopt.measure.devices import (
     PROFILES_ENV,
     default_profile_for,
     get_profile,
@@ -153,8 +153,7 @@ def _cpuinfo_flags() -> set[str]:
 
 
 def test_host_profile_matches_this_machine() -> None:
-    from edgeopt import hostinfo
-
+    from edgeopt.measure import host as hostinfo
     host = host_profile()
     assert host.name == "host" and host.kind == "cpu" and host.path is None
     assert host.isa == tuple(hostinfo.cpu_isa())
@@ -176,8 +175,7 @@ def test_host_profile_matches_this_machine() -> None:
      (("avx2", "fma"), "x86-avx2-2core"), (("neon", "dotprod"), "raspberry-pi-5")],
 )
 def test_host_profile_picks_base_by_isa_and_scales_by_cores(monkeypatch: pytest.MonkeyPatch, isa, base) -> None:
-    from edgeopt import hostinfo
-
+    from edgeopt.measure import host as hostinfo
     monkeypatch.setattr(hostinfo, "cpu_isa", lambda: isa)
     monkeypatch.setattr(hostinfo, "physical_cores", lambda: 16)
     host = host_profile()

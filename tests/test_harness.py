@@ -15,10 +15,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeopt.energy import ESTIMATE_METHOD, estimate_energy
 from edgeopt.errors import DataError
-from edgeopt.hardware import get_profile, roofline_seconds
-from edgeopt.harness import (
+from edgeopt.measure.devices import get_profile, roofline_seconds
+from edgeopt.measure.energy import ESTIMATE_METHOD, estimate_energy
+from edgeopt.measure.harness import (
     Profile,
     measure,
     measure_interleaved,

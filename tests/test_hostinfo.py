@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgeopt import hostinfo
-from edgeopt.hostinfo import int8_family
+from edgeopt.measure import host as hostinfo
+from edgeopt.measure.host import int8_family
 
 X86 = """processor\t: 0
 vendor_id\t: GenuineIntel

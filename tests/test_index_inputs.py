@@ -10,11 +10,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeopt.data import synthetic_dataset
+from edgeopt.data.datasets import synthetic_dataset
 from edgeopt.errors import InputSpecError, ModelError
-from edgeopt.graph import normalize
-from edgeopt.index_inputs import index_limits
-from edgeopt.reference import ReferenceRunner
+from edgeopt.evaluate.reference import ReferenceRunner
+from edgeopt.graph.index_bounds import index_limits
+from edgeopt.graph.normalize import normalize
 from edgeopt.types import ImportOptions
 
 EMBEDDING = Path(onnx.__file__).parent / "backend" / "test" / "data" / "pytorch-converted" / "test_Embedding"

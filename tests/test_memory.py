@@ -8,9 +8,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeopt.hardware import host_profile
-from edgeopt.memory import FRESH_PROCESS, measure_memory
-from edgeopt.plugins import get_plugin_manager
+from edgeopt.measure.devices import host_profile
+from edgeopt.measure.memory import FRESH_PROCESS, measure_memory
+from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.types import Compiled, Plan, RunSettings
 
 WIDTH = 9216  # a 256 x 9216 float32 weight: 9 MiB

@@ -1,4 +1,4 @@
-"""Task metrics (against scikit-learn), fidelity, output checks and evaluation (edgeopt.metrics)."""
+"""Task metrics (against scikit-learn), fidelity, output checks and evaluation (edgeopt.evaluate.metrics)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from edgeopt import metrics as m
 from edgeopt.errors import CompileError, DataError
+from edgeopt.evaluate import metrics as m
 from edgeopt.types import Dataset
 
 RNG_SEEDS = [0, 1, 2]

@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeopt.graph import normalize
-from edgeopt.isolation import IsolatedWorker
-from edgeopt.legacy_ops import per_channel_prelu_slopes
+from edgeopt.graph.legacy_ops import per_channel_prelu_slopes
+from edgeopt.graph.normalize import normalize
+from edgeopt.process.isolation import IsolatedWorker
 from edgeopt.types import ImportOptions
 
 DATA = Path(onnx.__file__).parent / "backend" / "test" / "data"

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from edgeopt.api import deploy
-from edgeopt.artifact import verify_artifact
+from edgeopt.artifact.write import verify_artifact
 from edgeopt.errors import PluginError
-from edgeopt.hardware import get_profile
-from edgeopt.plugins import HookTimeout, TargetRegister, get_plugin_manager, hook_timeout_s
+from edgeopt.measure.devices import get_profile
+from edgeopt.plugin.manager import HookTimeout, TargetRegister, get_plugin_manager, hook_timeout_s
 from edgeopt.types import ImportOptions
 from tests.plugin_dists import activate, make_plugin_dist
 

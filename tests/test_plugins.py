@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeopt.plugins import get_plugin_manager
+from edgeopt.plugin.manager import get_plugin_manager
 from tests.plugin_dists import activate, make_plugin_dist
 
 GOOD = """

@@ -17,9 +17,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edgeopt
-import edgeopt.data
-import edgeopt.index_inputs
-from edgeopt.artifact import _sealed_manifest_bytes
+import edgeopt.data.datasets
+import edgeopt.graph.index_bounds
+from edgeopt.artifact.write import _sealed_manifest_bytes
 from tests.security.helpers import DIGITS, run_cli
 
 CALIB = DIGITS.parent / "calib.npz"
@@ -90,13 +90,13 @@ def embedding_artifact(tmp_path_factory) -> Path:
 def _profiled_ids(path: Path, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
     """Profile ``path`` in process; the integer ids the synthetic data fed."""
     made = []
-    real = edgeopt.data.synthetic_dataset
+    real = edgeopt.data.datasets.synthetic_dataset
 
     def spy(*args, **kwargs):
         made.append(real(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(edgeopt.data, "synthetic_dataset", spy)
+    monkeypatch.setattr(edgeopt.data.datasets, "synthetic_dataset", spy)
     monkeypatch.setenv("EDGEOPT_REGISTRY", "off")
     result = edgeopt.profile(path, runs=2, timing_s=0.01)
     assert result["latency"]["1"]["p50"] > 0
@@ -110,7 +110,7 @@ def test_integer_bounds_come_from_the_manifest_not_the_model_file(embedding_arti
     def no_model_reading(_path):
         raise AssertionError("profile read the model file for the input signature")
 
-    monkeypatch.setattr(edgeopt.index_inputs, "index_limits", no_model_reading)
+    monkeypatch.setattr(edgeopt.graph.index_bounds, "index_limits", no_model_reading)
     ids = _profiled_ids(embedding_artifact, monkeypatch)
     assert ids.max() < 6 and ids.dtype == np.int64
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from edgeopt.candidates import Candidate, budget_reason, select
-from edgeopt.compare import Comparison, TargetResult, no_winner
-from edgeopt.deploy import DeployRequest
 from edgeopt.errors import AccuracyBudgetExceeded
+from edgeopt.pipeline.compare import Comparison, TargetResult, no_winner
+from edgeopt.pipeline.deploy import DeployRequest
+from edgeopt.search.candidates import Candidate, budget_reason, select
 from edgeopt.types import Metrics, Plan
 
 COLLAPSE = "output 0 collapsed: it is constant across 32 samples while the reference varies (reference spread 0.4)"

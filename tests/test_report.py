@@ -1,4 +1,4 @@
-"""Markdown report rendering (edgeopt.report)."""
+"""Markdown report rendering (edgeopt.artifact.report)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeopt.artifact import verify_artifact, write_artifact
-from edgeopt.report import render_markdown
+from edgeopt.artifact.report import render_markdown
+from edgeopt.artifact.write import verify_artifact, write_artifact
 
 
 def full_manifest() -> dict:

@@ -1,4 +1,4 @@
-"""report.html (edgeopt.report_html) and the search/sensitivity sections of report.md."""
+"""report.html (edgeopt.artifact.report_html) and the search/sensitivity sections of report.md."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from edgeopt.report import render_markdown
-from edgeopt.report_html import noise_shares, pareto_front, render_html
+from edgeopt.artifact.report import render_markdown
+from edgeopt.artifact.report_html import noise_shares, pareto_front, render_html
 
 
 def manifest() -> dict:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from edgeopt.api import plugins as sdk_plugins
 from edgeopt.cli import app
 from edgeopt.errors import OutputPathError, PluginError
-from edgeopt.scaffold import FILES, plugin_names, render, scaffold_plugin
+from edgeopt.plugin.scaffold import FILES, plugin_names, render, scaffold_plugin
 
 
 def test_plugin_names() -> None:

@@ -15,10 +15,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 import edgeopt
 from edgeopt.api import deploy
-from edgeopt.candidates import SKIPPED_BUDGET, fallback_label, fallback_sizes
-from edgeopt.deploy import Deployment
 from edgeopt.errors import AccuracyBudgetExceeded, DataError, InputSpecError
-from edgeopt.metrics import FIDELITY_METRICS, METRICS
+from edgeopt.evaluate.metrics import FIDELITY_METRICS, METRICS
+from edgeopt.pipeline.deploy import Deployment
+from edgeopt.search.candidates import SKIPPED_BUDGET, fallback_label, fallback_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits"
@@ -228,8 +228,8 @@ def test_digits_auto_within_half_a_point_and_not_slower_than_fp32(tmp_path, monk
 
 def _stub_search(monkeypatch, statuses: dict[str, str]):
     """``_run_search`` with evaluation stubbed: each plan label gets the status in ``statuses``."""
-    import edgeopt.search as search_mod
-    from edgeopt.candidates import Candidate
+    import edgeopt.search.run as search_mod
+    from edgeopt.search.candidates import Candidate
     from edgeopt.types import Compiled, Metrics
 
     built: list[str] = []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeopt import code_fingerprint as cf
+from edgeopt.search import code_fingerprint as cf
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_a_toolchain_upgrade_changes_the_fingerprint(package, monkeypatch: pytes
 def test_evict_removes_least_recently_used_entries_until_the_cache_fits(tmp_path: Path, monkeypatch) -> None:
     import os
 
-    from edgeopt.search_cache import cache_limit_bytes, evict
+    from edgeopt.search.cache import cache_limit_bytes, evict
 
     for i, age in enumerate((300, 100, 200)):
         entry = tmp_path / "ab" / f"entry{i}"

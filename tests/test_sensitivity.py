@@ -1,4 +1,5 @@
-"""Per-layer sensitivity (edgeopt.sensitivity) and the CPU plugin honouring Plan.keep_fp32/calibration/granularity."""
+"""Per-layer sensitivity (edgeopt.evaluate.sensitivity) and the CPU plugin honouring
+Plan.keep_fp32/calibration/granularity."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ import onnx
 import pytest
 
 from edgeopt.errors import CompileError
-from edgeopt.passes.ort_quantize import StaticInt8Options
-from edgeopt.search_cache import SearchCache, data_fingerprint, plan_identity
-from edgeopt.sensitivity import (
+from edgeopt.evaluate.sensitivity import (
     SensitivityReport,
     activation_sensitivity,
     quantizable_nodes,
     recompile_sensitivity,
     weight_prior,
 )
+from edgeopt.passes.ort_quantize import StaticInt8Options
+from edgeopt.search.cache import SearchCache, data_fingerprint, plan_identity
 from edgeopt.types import Dataset, Graph, PassSpec, Plan
 from tests.test_search import outlier_mlp, predict
 
@@ -128,12 +129,12 @@ def test_non_onnx_candidates_use_leave_one_fp32_recompiles(built, tmp_path) -> N
     """A candidate whose model is not ONNX is analysed by re-compiling nodes alone in fp32 through the target."""
     from dataclasses import replace
 
-    from edgeopt.candidates import Candidate, CandidateContext, judge
-    from edgeopt.hardware import host_profile
-    from edgeopt.metrics import run_outputs
-    from edgeopt.plugins import get_plugin_manager
-    from edgeopt.reference import ReferenceRunner
-    from edgeopt.search import analyse
+    from edgeopt.evaluate.metrics import run_outputs
+    from edgeopt.evaluate.reference import ReferenceRunner
+    from edgeopt.measure.devices import host_profile
+    from edgeopt.plugin.manager import get_plugin_manager
+    from edgeopt.search.candidates import Candidate, CandidateContext, judge
+    from edgeopt.search.run import analyse
 
     pm = get_plugin_manager()
     evaluation = Dataset({"x": built["x"][32:]}, labels=predict(built["model"], built["x"][32:]).argmax(1))

@@ -8,10 +8,10 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-import edgeopt.plugins
+import edgeopt.plugin.manager
 from edgeopt import settings
 from edgeopt.registry.store import registry_path
-from edgeopt.search_cache import cache_root
+from edgeopt.search.cache import cache_root
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "configuration.md"
@@ -68,9 +68,10 @@ def test_platform_defaults_come_from_platformdirs(
 
 
 def test_plugins_get_the_folder_helpers_from_their_facade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert edgeopt.plugins.cache_dir is settings.cache_dir and edgeopt.plugins.data_dir is settings.data_dir
+    manager = edgeopt.plugin.manager
+    assert manager.cache_dir is settings.cache_dir and manager.data_dir is settings.data_dir
     monkeypatch.setenv("EDGEOPT_CACHE_DIR", str(tmp_path))
-    assert edgeopt.plugins.cache_dir("tensorrt") == tmp_path / "tensorrt"
+    assert edgeopt.plugin.manager.cache_dir("tensorrt") == tmp_path / "tensorrt"
 
 
 def _sources(*roots: str) -> list[Path]:

@@ -9,12 +9,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeopt.candidates import Candidate, select
-from edgeopt.compare import Setting, TargetResult, _pick, _why
-from edgeopt.harness import measure_interleaved, stats_from_samples
-from edgeopt.hostinfo import host_state
-from edgeopt.report import render_markdown
-from edgeopt.significance import Contender, choose, ratio_ci
+from edgeopt.artifact.report import render_markdown
+from edgeopt.measure.harness import measure_interleaved, stats_from_samples
+from edgeopt.measure.host import host_state
+from edgeopt.measure.significance import Contender, choose, ratio_ci
+from edgeopt.pipeline.compare import Setting, TargetResult, _pick, _why
+from edgeopt.search.candidates import Candidate, select
 from edgeopt.types import Compiled, Metrics, Plan
 
 

@@ -1,4 +1,5 @@
-"""The speed screen of ``--precision auto`` (``edgeopt.speed_screen``) and the target order of ``--target auto``."""
+"""The speed screen of ``--precision auto`` (``edgeopt.search.speed_screen``) and the target order of
+``--target auto``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeopt import search as search_mod
-from edgeopt.candidates import Candidate
-from edgeopt.speed_screen import Bar, SpeedScreen, max_speedup, speed_key
+from edgeopt.search import run as search_mod
+from edgeopt.search.candidates import Candidate
+from edgeopt.search.speed_screen import Bar, SpeedScreen, max_speedup, speed_key
 from edgeopt.types import Compiled, DeviceProfile, Metrics, PassSpec, Plan
 
 FEEDS = [{"x": np.zeros((1, 4), np.float32)}]
@@ -156,7 +157,7 @@ class _Events:
 
 
 def test_targets_are_searched_fastest_baseline_first() -> None:
-    from edgeopt.target_order import _ranked
+    from edgeopt.pipeline.target_order import _ranked
 
     opened = {"slow": _Found(5), "broken": _Found(None), "fast": _Found(1), "middle": _Found(3)}
     assert _ranked(opened, _Prepared(), _Events()) == ["fast", "middle", "slow", "broken"]
@@ -164,21 +165,21 @@ def test_targets_are_searched_fastest_baseline_first() -> None:
 
 def test_targets_as_fast_as_the_fastest_go_cheapest_build_first() -> None:
     """Two baselines at the same speed: the one that built in 2 s is searched before the one that took 20 s."""
-    from edgeopt.target_order import _ranked
+    from edgeopt.pipeline.target_order import _ranked
 
     opened = {"converter": _Found(2, 20.0), "native": _Found(2, 2.0), "slow": _Found(6, 1.0)}
     assert _ranked(opened, _Prepared(), _Events()) == ["native", "converter", "slow"]
 
 
 def test_deploy_help_states_the_default_auto_budget() -> None:
-    from edgeopt.deploy import AUTO_BUDGET_S
+    from edgeopt.pipeline.deploy import AUTO_BUDGET_S
 
     source = (Path(__file__).parents[1] / "edgeopt" / "cli" / "deploy_command.py").read_text()
     assert f"{AUTO_BUDGET_S:g} unless --exhaustive" in source.replace('"\n                     "', "")
 
 
 def test_each_target_gets_a_share_of_the_budget_left() -> None:
-    from edgeopt.target_order import _share
+    from edgeopt.pipeline.target_order import _share
 
     assert _share(None, left=3) is None
     now = time.monotonic()
@@ -190,7 +191,7 @@ def test_each_target_gets_a_share_of_the_budget_left() -> None:
 
 
 def test_the_budget_covers_the_baselines_but_leaves_the_searches_a_third() -> None:
-    from edgeopt.target_order import _deadline
+    from edgeopt.pipeline.target_order import _deadline
 
     now = time.monotonic()
     assert _deadline(now, None) is None

@@ -12,14 +12,14 @@ import pytest
 
 import edgeopt
 from edgeopt.cli.options import parse_state
-from edgeopt.data import load_dataset, synthetic_dataset
+from edgeopt.data.datasets import load_dataset, synthetic_dataset
+from edgeopt.data.stream import compared_constants, detect_state, fed_whole_inputs, resolve_state, stream_outputs
 from edgeopt.errors import DataError, InputSpecError
-from edgeopt.hardware import host_profile
-from edgeopt.harness import profile_runner
-from edgeopt.metrics import check_outputs, evaluate, run_outputs
-from edgeopt.plugins import get_plugin_manager
-from edgeopt.reference import ReferenceRunner
-from edgeopt.stream import compared_constants, detect_state, fed_whole_inputs, resolve_state, stream_outputs
+from edgeopt.evaluate.metrics import check_outputs, evaluate, run_outputs
+from edgeopt.evaluate.reference import ReferenceRunner
+from edgeopt.measure.devices import host_profile
+from edgeopt.measure.harness import profile_runner
+from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.types import Graph, ImportOptions, StatePair, TensorSpec
 from tests.stateful_models import RATE, recurrent_cell, stream_data
 
@@ -142,7 +142,7 @@ def test_stream_feeds_state_back_and_catches_a_candidate_that_ignores_it(cell, t
 
 def test_calibration_sees_the_states_the_stream_produces(tmp_path) -> None:
     """Calibration feeds steps one by one: each step's state is the one the fp32 stream fed there, not zeros."""
-    from edgeopt.deploy import DeployRequest, LogEvents, prepare
+    from edgeopt.pipeline.deploy import DeployRequest, LogEvents, prepare
 
     model = recurrent_cell(tmp_path / "cell.onnx")
     calib, evaluation = stream_data(tmp_path / "c.npz", steps=12, seed=3), stream_data(tmp_path / "e.npz", seed=4)

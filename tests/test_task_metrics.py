@@ -14,11 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edgeopt
-from edgeopt.errors import DataError, PluginError
-from edgeopt.metric_plugins import check_metric
-from edgeopt.metrics import evaluate, metric_unit
-from edgeopt.plugins import get_plugin_manager, hookimpl
-from edgeopt.task_metrics import (
+from edgeopt.builtin.task_metrics import (
     average_precision,
     ctc_char_accuracy,
     ctc_greedy_decode,
@@ -26,6 +22,10 @@ from edgeopt.task_metrics import (
     detection_map50,
     edit_distance,
 )
+from edgeopt.errors import DataError, PluginError
+from edgeopt.evaluate.metric_table import check_metric
+from edgeopt.evaluate.metrics import evaluate, metric_unit
+from edgeopt.plugin.manager import get_plugin_manager, hookimpl
 
 
 def one_hot_paths(paths: list[list[int]], classes: int) -> np.ndarray:
@@ -194,7 +194,8 @@ def test_a_plugin_metric_joins_the_builtins_and_judges_candidates() -> None:
     pm.register(VendorMetrics(), "vendor")
     found = pm.metrics()
     assert {"ctc-text-accuracy", "ctc-char-accuracy", "detection-map50", "vendor-mae"} <= set(found)
-    assert found["vendor-mae"].plugin == "vendor" and found["ctc-text-accuracy"].plugin == "edgeopt.task_metrics"
+    assert found["vendor-mae"].plugin == "vendor" and \
+        found["ctc-text-accuracy"].plugin == "edgeopt.builtin.task_metrics"
     assert "edgeopt_metrics" in {s.name: s for s in pm.plugins()}["vendor"].hooks
     check_metric("vendor-mae", pm)
     assert metric_unit("vendor-mae") == "units" and metric_unit("ctc-text-accuracy") == "points"

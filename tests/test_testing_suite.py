@@ -102,7 +102,7 @@ def edgeopt_runner(compiled, target, device, settings):
 
 SUITE = '''
 import faulty_{fault}
-from edgeopt.plugins import get_plugin_manager
+from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.testing import ConformanceSuite
 
 

@@ -108,7 +108,7 @@ def root(
 def _add_plugin_commands() -> None:
     if os.environ.get("EDGEOPT_DISABLE_PLUGIN_AUTOLOAD"):
         return
-    from edgeopt.plugins import get_plugin_manager
+    from edgeopt.plugin.manager import get_plugin_manager
 
     get_plugin_manager(builtins=False).add_cli_commands(app)
 

@@ -38,7 +38,7 @@ def profile(
 def _device_facts(name: str | None) -> dict | None:
     """Name and description of the device profile a profile's energy estimate used (None if unknown)."""
     from edgeopt.errors import DeviceError
-    from edgeopt.hardware import get_profile
+    from edgeopt.measure.devices import get_profile
 
     if not name:
         return None
@@ -50,7 +50,7 @@ def _device_facts(name: str | None) -> dict | None:
 
 def verify(artifact: Annotated[Path, typer.Argument(help="Artifact directory")]) -> None:
     """Check the manifest and the sha256 of every file in an artifact."""
-    from edgeopt.artifact import verify_artifact
+    from edgeopt.artifact.write import verify_artifact
 
     manifest = verify_artifact(artifact)
     typer.echo(

@@ -20,7 +20,7 @@ from edgeopt.cli.render import listing, name_column, print_table, text_column
 
 def _table(comparison: dict, *, wide: bool = False) -> Table:
     """One row per target; narrow (80 columns): target, plan, p50, size, metric, status; ``wide``: every column."""
-    from edgeopt.compare_report import rows
+    from edgeopt.artifact.compare_report import rows
 
     isa = ", ".join(comparison.get("device_isa") or []) or "ISA unknown"
     table = listing(f"Best configuration per target on {comparison['device']} ({isa}; "
@@ -135,7 +135,7 @@ def compare(
                                hint="compare one MODEL here, or run the matrix on a farm (docs/farm.md)")
     model = models[0]
     from edgeopt.api import compare as sdk_compare
-    from edgeopt.compare_report import render_compare_html
+    from edgeopt.artifact.compare_report import render_compare_html
 
     err = Console(stderr=True)
     events = CliEvents(err)

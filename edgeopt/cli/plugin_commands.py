@@ -57,8 +57,8 @@ def plugins(ctx: typer.Context, as_json: JsonOpt = False, wide: WideOpt = False)
 @plugins_app.command()
 def doctor(as_json: JsonOpt = False) -> None:
     """Each plugin's version, status, hooks, declared hook API, targets and problems; exit 1 if any is broken."""
-    from edgeopt.hookspecs import HOOK_API_VERSION
-    from edgeopt.plugins import get_plugin_manager
+    from edgeopt.plugin.hookspecs import HOOK_API_VERSION
+    from edgeopt.plugin.manager import get_plugin_manager
 
     found = get_plugin_manager().diagnose()
     if as_json:
@@ -86,7 +86,7 @@ def new(
     directory: Annotated[Path, typer.Option("--dir", help="Folder to create edgeopt-NAME in")] = Path("."),
 ) -> None:
     """Scaffold a plugin distribution that works out of the box (delegating to ONNX Runtime CPU)."""
-    from edgeopt.scaffold import plugin_names, scaffold_plugin
+    from edgeopt.plugin.scaffold import plugin_names, scaffold_plugin
 
     root = scaffold_plugin(name, directory)
     names = plugin_names(name)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeopt.data import LABELS_KEY, load_dataset
+from edgeopt.data.datasets import LABELS_KEY, load_dataset
 from edgeopt.errors import DataError
 from edgeopt.types import Dataset, Graph
 

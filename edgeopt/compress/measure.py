@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from edgeopt.graph import inspect_model
-from edgeopt.harness import measure_interleaved
-from edgeopt.metrics import accuracy, mse, run_outputs
-from edgeopt.reference import ReferenceRunner
+from edgeopt.evaluate.metrics import accuracy, mse, run_outputs
+from edgeopt.evaluate.reference import ReferenceRunner
+from edgeopt.graph.normalize import inspect_model
+from edgeopt.measure.harness import measure_interleaved
 from edgeopt.types import Dataset
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def measure_stage(
 
 def time_stages(stages: Sequence[Stage], evaluation: Dataset, *, batch: int, budget_s: float = 3.0,
                 threads: int | None = None) -> list[Stage]:
-    """Latency of every stage, measured interleaved with ``edgeopt.harness.measure_interleaved``."""
+    """Latency of every stage, measured interleaved with ``edgeopt.measure.harness.measure_interleaved``."""
     feeds = evaluation.batches(batch)[:8]
     feeds = [{k: v for k, v in f.items()} for f in feeds]
     runners = {s.name: _session(s.path, threads) for s in stages}

@@ -17,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgeopt.compress.prune import _weighted
-from edgeopt.graph_inspect import constant_values
+from edgeopt.graph.inspect import constant_values
 
 if TYPE_CHECKING:
     import torch

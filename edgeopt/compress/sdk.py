@@ -17,7 +17,7 @@ from edgeopt.compress.spec import CompressionSpec, TrainConfig, parse_prune
 from edgeopt.compress.target_timing import STAGE_PATHS
 from edgeopt.errors import InputSpecError, ModelError
 from edgeopt.extras import check_request
-from edgeopt.graph_inspect import real_inputs, tensor_spec
+from edgeopt.graph.inspect import real_inputs, tensor_spec
 from edgeopt.types import Graph, ImportOptions
 
 Report = Callable[[str], None]

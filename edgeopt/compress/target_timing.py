@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import EdgeoptError, TargetError
-from edgeopt.harness import measure_interleaved
+from edgeopt.measure.harness import measure_interleaved
 from edgeopt.types import Dataset, DeviceProfile, ImportOptions, RunSettings, TargetInfo
 
 STAGE_PATHS = "_stage_paths"

@@ -38,7 +38,7 @@ class LocalExecutor:
 
     def __init__(self, device: str = "local") -> None:
         from edgeopt.api import targets
-        from edgeopt.hardware import host_profile
+        from edgeopt.measure.devices import host_profile
 
         host = host_profile()
         names = tuple(t.name for t in targets() if t.available and not t.emulated and "cpu" in t.device_kinds)

@@ -2,7 +2,7 @@
 into place atomically, then registered with the node and device that measured it.
 
 Nothing partial is ever visible: the archive's sha256 is checked first, the files land in a locked temp dir
-beside ``out`` (``edgeopt.atomic_dir``), ``verify_artifact`` checks every file and the sealed manifest, and
+beside ``out`` (``edgeopt.artifact.atomic_dir``), ``verify_artifact`` checks every file and the sealed manifest, and
 only then is the directory renamed into place. Any failure removes the temp dir and leaves ``out`` as it was.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeopt import atomic_dir
-from edgeopt.artifact import check_destination, verify_artifact
+from edgeopt.artifact import atomic_dir
+from edgeopt.artifact.write import check_destination, verify_artifact
 from edgeopt.errors import ArtifactError
 from edgeopt.farm.transfer import sha256_bytes, unpack_into
 

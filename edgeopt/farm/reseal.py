@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeopt.artifact import MANIFEST_NAME, REPORT_NAME, SEAL_KEY, verify_artifact, write_artifact
+from edgeopt.artifact.write import MANIFEST_NAME, REPORT_NAME, SEAL_KEY, verify_artifact, write_artifact
 
 
 def with_measurement(src: Path, out: Path, measured: Mapping[str, Any], where: Mapping[str, Any]) -> Path:
     """Write ``src`` to ``out`` with ``measured`` (``edgeopt.profile``'s result) as its profile and ``where`` as
     its ``measured_on``; returns ``out`` after verifying it."""
-    from edgeopt.report import render_markdown
-    from edgeopt.report_html import HTML_NAME, render_html
+    from edgeopt.artifact.report import render_markdown
+    from edgeopt.artifact.report_html import HTML_NAME, render_html
 
     manifest = verify_artifact(src)
     body = {k: v for k, v in manifest.items() if k not in ("files", SEAL_KEY)}

@@ -99,8 +99,8 @@ def node_resources(
 ) -> NodeResources:
     """The resources this node advertises: its available targets (``targets`` narrows them and admits emulated
     ones) for each of ``devices`` (default: this host's CPU under its host name)."""
-    from edgeopt.hardware import get_profile, host_profile
-    from edgeopt.plugins import get_plugin_manager
+    from edgeopt.measure.devices import get_profile, host_profile
+    from edgeopt.plugin.manager import get_plugin_manager
 
     pm = pm or get_plugin_manager()
     host = host_profile()

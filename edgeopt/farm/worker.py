@@ -101,9 +101,9 @@ def measure(spec_json: str, built: dict[str, Any]) -> dict[str, Any]:
     """Profile a built artifact here, on the job's device; return it re-sealed with that profile and
     ``measured_on`` (node, host, device, ISA) in its manifest."""
     from edgeopt.api import profile
-    from edgeopt.artifact import verify_artifact
+    from edgeopt.artifact.write import verify_artifact
     from edgeopt.farm.reseal import with_measurement
-    from edgeopt.hostinfo import cpu_isa
+    from edgeopt.measure.host import cpu_isa
 
     began = time.perf_counter()
     try:
@@ -134,7 +134,7 @@ def describe() -> dict[str, Any]:
     import psutil
 
     import edgeopt
-    from edgeopt.hardware import host_profile
+    from edgeopt.measure.devices import host_profile
 
     host = host_profile()
     memory = psutil.virtual_memory()

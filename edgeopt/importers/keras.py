@@ -5,9 +5,9 @@ Sources it claims: a ``.keras`` file, and an in-memory ``keras.Model``. A file i
 from outside Keras — Lambda layers, Python lambdas, custom layers or functions, wrapped torch/TF/JAX
 modules — is refused unless ``options.trust_code``. Keras then loads it in safe mode (``safe_mode=False``
 only when trusted) and exports it with ``model.export(format="onnx")`` on the torch backend, in a child
-process with a time limit (``edgeopt.isolation``): no TensorFlow is needed, and ``KERAS_BACKEND`` is set
+process with a time limit (``edgeopt.process.isolation``): no TensorFlow is needed, and ``KERAS_BACKEND`` is set
 there, whatever the user's environment says. The inputs keep Keras' layout (channels-last by default);
-the layout is recorded in the model (``edgeopt.layouts``) and from there in the manifest.
+the layout is recorded in the model (``edgeopt.graph.layouts``) and from there in the manifest.
 
 An in-memory model is the caller's own code: it is exported in this process when Keras already runs on
 the torch backend here, else saved to a ``.keras`` file and exported in the child like a trusted file.
@@ -29,11 +29,11 @@ from typing import Any
 
 from edgeopt.errors import InputSpecError, ModelError, ResourceLimitError, UnsafeModelError
 from edgeopt.extras import require
-from edgeopt.graph import load_onnx, normalize, sha256_file
-from edgeopt.graph_safety import with_env_limits
-from edgeopt.isolation import default_timeout_s, run_isolated
-from edgeopt.layouts import layout_for_rank, stamp_layouts
-from edgeopt.plugins import hookimpl
+from edgeopt.graph.layouts import layout_for_rank, stamp_layouts
+from edgeopt.graph.normalize import load_onnx, normalize, sha256_file
+from edgeopt.graph.safety import with_env_limits
+from edgeopt.plugin.manager import hookimpl
+from edgeopt.process.isolation import default_timeout_s, run_isolated
 from edgeopt.types import Graph, ImportOptions
 
 EDGEOPT_HOOK_API = 1

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgeopt.graph import load_onnx, normalize, sha256_file
-from edgeopt.graph_safety import ARCHIVE_SUFFIXES
-from edgeopt.plugins import hookimpl
+from edgeopt.graph.normalize import load_onnx, normalize, sha256_file
+from edgeopt.graph.safety import ARCHIVE_SUFFIXES
+from edgeopt.plugin.manager import hookimpl
 from edgeopt.types import Graph, ImportOptions
 
 EDGEOPT_HOOK_API = 1
@@ -24,7 +24,7 @@ def is_onnx_path(source: object) -> bool:
 
 @hookimpl
 def edgeopt_import(source: object, options: ImportOptions, workdir: Path) -> Graph | None:
-    """Load ``source`` as untrusted ONNX (see ``edgeopt.graph.load_onnx``) and normalize it.
+    """Load ``source`` as untrusted ONNX (see ``edgeopt.graph.normalize.load_onnx``) and normalize it.
 
     Returns None for anything that is not an ``.onnx`` path. A missing file is a ModelError.
     """

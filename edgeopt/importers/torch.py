@@ -28,8 +28,8 @@ import onnx
 
 from edgeopt.errors import InputSpecError, ModelError, UnsafeModelError
 from edgeopt.extras import import_optional, require
-from edgeopt.graph import load_onnx, normalize, sha256_file
-from edgeopt.plugins import hookimpl
+from edgeopt.graph.normalize import load_onnx, normalize, sha256_file
+from edgeopt.plugin.manager import hookimpl
 from edgeopt.types import Graph, ImportOptions
 
 if TYPE_CHECKING:

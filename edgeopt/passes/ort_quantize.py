@@ -278,7 +278,7 @@ def _calibration_feeds(model: onnx.ModelProto, calibration: Dataset, limit: int 
     n = len(calibration) if limit is None else min(limit, len(calibration))
     if n < batch:
         raise DataError(f"calibration data has {n} samples, fewer than the model's batch size {batch}")
-    head = calibration.head(n)  # a stream's states are those its reference stream fed (edgeopt.stream)
+    head = calibration.head(n)  # a stream's states are those its reference stream fed (edgeopt.data.stream)
     feeds = replace(head, arrays={i.name: head.arrays[i.name] for i in inputs}).batches(batch)
     for i in inputs:
         want = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))

@@ -5,10 +5,10 @@ add + layer norm one ``SkipLayerNormalization`` and each dense + GELU one ``Bias
 ops of the ``com.microsoft`` domain, so the result runs on ONNX Runtime only). Its optimizer matches those
 patterns on a graph as a PyTorch export writes it: ``MatMul`` + ``Add`` on 3-D activations. onnxslim's
 ``FusionGemm`` folds each such pair into ``Reshape`` → ``Gemm`` → ``Reshape``; edgeopt's normalization leaves
-that fusion out for transformer-family graphs (``skip_fusion_patterns``, ``edgeopt.graph._simplify``), and
+that fusion out for transformer-family graphs (``skip_fusion_patterns``, ``edgeopt.graph.normalize._simplify``), and
 this pass still unfolds any such triple it finds (:func:`unfold_gemms`) because a user's model often arrives
 already simplified by onnxslim. Then it runs the optimizer with the head count and width read from the graph
-(``edgeopt.family``), since its own detection fails on recent ``transformers`` exports.
+(``edgeopt.graph.model_family``), since its own detection fails on recent ``transformers`` exports.
 
 The output keeps the attention mask path as the optimizer writes it (an integer mask into ``Attention``),
 so no float-min mask tensor is left for a later static quantization to calibrate.
@@ -38,7 +38,7 @@ class TransformerFusionOptions:
     """How the ``transformer-fuse`` pass calls ONNX Runtime's transformer optimizer."""
 
     num_heads: int = 0
-    """Attention heads per block; 0 reads them from the graph (``edgeopt.family.detect_family``)."""
+    """Attention heads per block; 0 reads them from the graph (``edgeopt.graph.model_family.detect_family``)."""
     hidden_size: int = 0
     """Model width; 0 reads it from the graph."""
     model_type: str = "bert"
@@ -259,7 +259,7 @@ def fuse_transformer(src: Path, dst: Path, options: TransformerFusionOptions | N
     cannot be read from the graph and was not given, or when the optimizer fails."""
     import onnx
 
-    from edgeopt.family import detect_family
+    from edgeopt.graph.model_family import detect_family
 
     options = options or TransformerFusionOptions()
     model = onnx.load(str(src))

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgeopt.artifact.report import lookup
 from edgeopt.registry.records import DeploymentRecord
-from edgeopt.report import lookup
 
 
 @dataclass(frozen=True)

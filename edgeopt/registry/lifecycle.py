@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeopt.artifact import MANIFEST_NAME, REPORT_NAME, SEAL_KEY, verify_artifact, write_artifact
+from edgeopt.artifact.write import MANIFEST_NAME, REPORT_NAME, SEAL_KEY, verify_artifact, write_artifact
 from edgeopt.registry.diff import RecordDiff, diff_records
 from edgeopt.registry.recording import deployment_name, register_deployment, request_record
 from edgeopt.registry.records import DeploymentRecord, figures
@@ -16,9 +16,9 @@ from edgeopt.registry.refs import RegistryError
 from edgeopt.registry.store import Registry, open_registry, require_registry
 
 if TYPE_CHECKING:
-    from edgeopt.candidates import Events
-    from edgeopt.deploy import Deployment, DeployRequest
-    from edgeopt.plugins import PluginManager
+    from edgeopt.pipeline.deploy import Deployment, DeployRequest
+    from edgeopt.plugin.manager import PluginManager
+    from edgeopt.search.candidates import Events
 
 _RECORDED_OPTIONS = ("target", "device", "precision", "max_drop", "slo_ms", "force_precision", "trust_pickle",
                      "runs", "timing_s", "threads", "budget_s", "cache")
@@ -34,8 +34,8 @@ def _options(request: DeployRequest) -> dict:
 
 def attach_previous(deployment: Deployment, previous: DeploymentRecord) -> Deployment:
     """Rewrite the artifact (atomically, re-sealed) so its manifest and reports link ``previous``'s figures."""
-    from edgeopt.report import render_markdown
-    from edgeopt.report_html import HTML_NAME, render_html
+    from edgeopt.artifact.report import render_markdown
+    from edgeopt.artifact.report_html import HTML_NAME, render_html
 
     path = Path(deployment.path)
     old = Path(previous.artifact_path)
@@ -64,8 +64,8 @@ def deploy_and_register(
 ) -> Deployment:
     """``run_deploy`` plus the registry: the report links the previous version of ``name`` and the verified
     artifact is registered as its next version. Registry trouble is a warning, never a failed deploy."""
-    from edgeopt.deploy import LogEvents, run_deploy
-    from edgeopt.plugins import get_plugin_manager
+    from edgeopt.pipeline.deploy import LogEvents, run_deploy
+    from edgeopt.plugin.manager import get_plugin_manager
 
     events = events or LogEvents()
     pm = pm or get_plugin_manager()
@@ -140,7 +140,7 @@ def redeploy(
     """Re-run ``ref``'s recorded deploy (same source, target, device, precision and options; ``calib``/``eval``
     replace the recorded data when given) with today's toolchain, register it as the next version of its name,
     and diff the new version against ``ref``. The precision is pinned to the one ``ref`` shipped."""
-    from edgeopt.deploy import DeployRequest
+    from edgeopt.pipeline.deploy import DeployRequest
 
     registry = require_registry()
     base = registry.resolve(ref)

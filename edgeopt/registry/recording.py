@@ -19,8 +19,8 @@ from edgeopt.registry.store import Registry, open_registry
 from edgeopt.types import Dataset, Graph, TensorSpec
 
 if TYPE_CHECKING:
-    from edgeopt.deploy import Deployment
-    from edgeopt.plugins import PluginManager
+    from edgeopt.pipeline.deploy import Deployment
+    from edgeopt.plugin.manager import PluginManager
 
 Warn = Callable[[str], None]
 
@@ -71,9 +71,9 @@ def _manifest_graph(manifest: Mapping[str, Any], artifact: Path) -> Graph:
 def calibration_summary(manifest: Mapping[str, Any], artifact: Path, calib: object) -> dict:
     """Per-input-channel summary of the data the deploy calibrated on (re-read from ``calib``; synthetic when None,
     regenerated with the deploy's own seed)."""
-    from edgeopt.data import load_dataset, synthetic_dataset
-    from edgeopt.deploy import SYNTHETIC_SAMPLES
-    from edgeopt.manifest import manifest_state
+    from edgeopt.artifact.manifest import manifest_state
+    from edgeopt.data.datasets import load_dataset, synthetic_dataset
+    from edgeopt.pipeline.deploy import SYNTHETIC_SAMPLES
 
     graph, state = _manifest_graph(manifest, artifact), manifest_state(manifest)
     if calib is None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeopt.artifact import MANIFEST_NAME
+from edgeopt.artifact.write import MANIFEST_NAME
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """A deployment name: letters, digits, ``.``, ``_``, ``-`` (no ``:`` or ``@``, which refs use)."""

@@ -9,7 +9,7 @@ Use it from a plugin's own tests by subclassing (pytest collects the subclass, n
 
 or against any installed target with ``pytest --edgeopt-target NAME``. The hooks are called the way
 a deploy calls them (through ``PluginManager``), on the golden models of ``edgeopt.testing.models``,
-and the runner's outputs are compared with ``edgeopt.reference.ReferenceRunner`` (fp32 ONNX Runtime)
+and the runner's outputs are compared with ``edgeopt.evaluate.reference.ReferenceRunner`` (fp32 ONNX Runtime)
 within the tolerance the target declares per precision (``edgeopt.testing.tolerances``).
 
 A target that reports itself unavailable here is skipped with its reason; an unknown target fails.
@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 
 from edgeopt.errors import CompileError, EdgeoptError, InputSpecError, TargetError
-from edgeopt.hardware import default_profile_for, get_profile
-from edgeopt.hookspecs import HOOK_API_VERSION
-from edgeopt.plugins import TARGET_HOOKS, PluginManager, get_plugin_manager, hook_timeout_s
-from edgeopt.reference import ReferenceRunner, batch_size_of
+from edgeopt.evaluate.reference import ReferenceRunner, batch_size_of
+from edgeopt.measure.devices import default_profile_for, get_profile
+from edgeopt.plugin.hookspecs import HOOK_API_VERSION
+from edgeopt.plugin.manager import TARGET_HOOKS, PluginManager, get_plugin_manager, hook_timeout_s
 from edgeopt.testing.checks import check_compiled, sha256_of
 from edgeopt.testing.golden import CHECKED, GoldenGraph, GoldenSet, run_all
 from edgeopt.testing.models import GOLDEN_MODELS, golden_feeds
@@ -384,7 +384,7 @@ class ConformanceSuite:
         tmp_path: Path,
     ) -> None:
         from edgeopt.api import deploy, load
-        from edgeopt.artifact import verify_artifact
+        from edgeopt.artifact.write import verify_artifact
 
         precision = self.deploy_precision or edgeopt_target.precisions[0]
         g = golden["conv"]

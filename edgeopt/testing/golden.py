@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeopt.plugins import PluginManager
-from edgeopt.reference import ReferenceRunner
+from edgeopt.evaluate.reference import ReferenceRunner
+from edgeopt.plugin.manager import PluginManager
 from edgeopt.testing.models import GOLDEN_MODELS, golden_feeds, write_golden
 from edgeopt.types import Dataset, Graph, ImportOptions, Runner
 

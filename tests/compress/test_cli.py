@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgeopt.artifact import verify_artifact
+from edgeopt.artifact.write import verify_artifact
 from edgeopt.cli import app
 from edgeopt.errors import exit_status_for_code
 

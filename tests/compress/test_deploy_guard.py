@@ -8,9 +8,9 @@ import pytest
 
 from edgeopt.compress.deploy_guard import charge_budget, speedup_warnings, target_request, with_deployed
 from edgeopt.compress.spec import CompressionSpec, TrainConfig, parse_prune
-from edgeopt.deploy import DeployRequest, run_deploy
 from edgeopt.errors import AccuracyBudgetExceeded
-from edgeopt.plugins import get_plugin_manager
+from edgeopt.pipeline.deploy import DeployRequest, run_deploy
+from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.types import TargetInfo
 
 ROOT = Path(__file__).resolve().parents[2]

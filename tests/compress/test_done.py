@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from edgeopt.compress import compress
-from edgeopt.deploy import DeployRequest, run_deploy
 from edgeopt.errors import ModelError
+from edgeopt.pipeline.deploy import DeployRequest, run_deploy
 
 ROOT_EXAMPLE = "examples/digits/digits_cnn.onnx"
 
@@ -68,7 +68,7 @@ def test_cpu_plugin_takes_qdq_graph_as_given(tmp_path, digits):
 
     from edgeopt.compress.measure import export_single_file
     from edgeopt.compress.qat import fold_weight_quantize, prepare_qat, set_exporting
-    from edgeopt.hardware import host_profile
+    from edgeopt.measure.devices import host_profile
     from edgeopt.types import Graph
 
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from edgeopt.artifact import verify_artifact
+from edgeopt.artifact.write import verify_artifact
 from edgeopt.farm.jobs import DeployOptions
 from tests.farm.conftest import deadline
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeopt.artifact import verify_artifact
+from edgeopt.artifact.write import verify_artifact
 from edgeopt.errors import ArtifactError, InputSpecError
 from edgeopt.farm.jobs import Blob, BuildJob, DeployOptions, MeasureJob, blob_for, job_from_json, job_to_json
 from edgeopt.farm.receive import install_result

@@ -10,10 +10,10 @@ import onnx
 import pytest
 
 from edgeopt.errors import ModelError
-from edgeopt.graph import sha256_file
+from edgeopt.graph.normalize import sha256_file
 from edgeopt.importers import onnx_file
 from edgeopt.importers.onnx_file import edgeopt_import
-from edgeopt.plugins import get_plugin_manager
+from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.types import ImportOptions
 
 SQUEEZENET = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_squeezenet.onnx"

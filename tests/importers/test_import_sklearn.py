@@ -20,10 +20,10 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
 from edgeopt.errors import InputSpecError, ModelError, UnsafeModelError  # noqa: E402
-from edgeopt.graph import sha256_file  # noqa: E402
+from edgeopt.graph.normalize import sha256_file  # noqa: E402
 from edgeopt.importers import sklearn as sklearn_importer  # noqa: E402
 from edgeopt.importers.sklearn import edgeopt_import  # noqa: E402
-from edgeopt.plugins import get_plugin_manager  # noqa: E402
+from edgeopt.plugin.manager import get_plugin_manager  # noqa: E402
 from edgeopt.types import ImportOptions  # noqa: E402
 
 X, Y = load_iris(return_X_y=True)

@@ -15,10 +15,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgeopt.errors import InputSpecError, ModelError, UnsafeModelError  # noqa: E402
-from edgeopt.graph import sha256_file  # noqa: E402
+from edgeopt.graph.normalize import sha256_file  # noqa: E402
 from edgeopt.importers import torch as torch_importer  # noqa: E402
 from edgeopt.importers.torch import TorchSource, edgeopt_import  # noqa: E402
-from edgeopt.plugins import get_plugin_manager  # noqa: E402
+from edgeopt.plugin.manager import get_plugin_manager  # noqa: E402
 from edgeopt.types import ImportOptions  # noqa: E402
 from tests.importers.torch_factory import Branchy, TinyCNN, TwoInputs  # noqa: E402
 
@@ -185,7 +185,7 @@ def test_registered_as_a_builtin_plugin(tmp_path, image):
 
 def test_importing_edgeopt_does_not_import_torch_or_sklearn():
     code = (
-        "import sys, edgeopt, edgeopt.graph, edgeopt.importers.torch, edgeopt.importers.sklearn, "
+        "import sys, edgeopt, edgeopt.graph.normalize, edgeopt.importers.torch, edgeopt.importers.sklearn, "
         "edgeopt.importers.onnx_file; "
         "print(sorted(m for m in ('torch', 'sklearn', 'skl2onnx', 'onnxslim') if m in sys.modules))"
     )

@@ -17,10 +17,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.errors import MissingExtraError, ModelError, ResourceLimitError, UnsafeModelError
-from edgeopt.graph_canonical import plain_reshapes
+from edgeopt.graph.canonical import plain_reshapes
+from edgeopt.graph.layouts import LAYOUTS_KEY, layout_for_rank, read_layouts, stamp_layouts
 from edgeopt.importers.keras import check_trust, edgeopt_import, read_archive
-from edgeopt.layouts import LAYOUTS_KEY, layout_for_rank, read_layouts, stamp_layouts
-from edgeopt.plugins import get_plugin_manager
+from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.types import ImportOptions
 
 DTYPE = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}

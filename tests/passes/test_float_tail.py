@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeopt.graph import normalize
+from edgeopt.graph.normalize import normalize
 from edgeopt.passes.ort_quantize import StaticInt8Options, quantize_static_int8
 from edgeopt.types import Dataset, ImportOptions
 

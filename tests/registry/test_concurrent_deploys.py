@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeopt.artifact import verify_artifact
+from edgeopt.artifact.write import verify_artifact
 from edgeopt.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import edgeopt
-from edgeopt.artifact import verify_artifact
+from edgeopt.artifact.write import verify_artifact
 from edgeopt.errors import RegistryError
-from edgeopt.plugins import get_plugin_manager, hookimpl
+from edgeopt.plugin.manager import get_plugin_manager, hookimpl
 from edgeopt.registry import Registry, diff_records, open_registry, registered
 from edgeopt.registry.recording import register_deployment
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from edgeopt.registry.report_section import html_section, markdown
-from edgeopt.report import render_markdown
-from edgeopt.report_html import render_html
+from edgeopt.artifact.previous_section import html_section, markdown
+from edgeopt.artifact.report import render_markdown
+from edgeopt.artifact.report_html import render_html
 
 MANIFEST = {
     "plan": {"precision": "int8", "label": "int8 static"},

@@ -20,7 +20,7 @@ import struct
 import time
 from pathlib import Path
 
-from edgeopt.artifact import verify_artifact, write_artifact
+from edgeopt.artifact.write import verify_artifact, write_artifact
 from edgeopt.errors import ArtifactError
 
 SIZES = (384 * 1024, 40 * 1024)

@@ -3,7 +3,7 @@
 Many of them keep the model valid on purpose (a tensor renamed consistently, an attribute given another
 legal value, an input given another plausible shape), so the case goes past the importer into synthetic
 data and the reference run, where a name or shape that is valid ONNX but unusual has crashed things
-before (a tensor name that is not valid UTF-8 reached ``edgeopt.feeds`` as a ``UnicodeDecodeError``).
+before (a tensor name that is not valid UTF-8 reached ``edgeopt.data.feeds`` as a ``UnicodeDecodeError``).
 
 Python's protobuf refuses to *set* a string field that is not valid UTF-8, so ``bad_utf8_name`` writes
 ``PLACEHOLDER`` and ``mutate`` swaps it, after serialization, for ``INVALID_UTF8`` (the same length, so

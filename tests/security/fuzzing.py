@@ -29,13 +29,13 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgeopt.data import synthetic_dataset
+from edgeopt.artifact.manifest import input_dicts
+from edgeopt.data.datasets import synthetic_dataset
 from edgeopt.errors import EdgeoptError
-from edgeopt.graph import inspect_model, load_model, load_onnx, normalize
-from edgeopt.isolation import IsolatedWorker
-from edgeopt.manifest import input_dicts
-from edgeopt.metrics import check_outputs, evaluate, run_outputs
-from edgeopt.reference import ReferenceRunner, batch_size_of
+from edgeopt.evaluate.metrics import check_outputs, evaluate, run_outputs
+from edgeopt.evaluate.reference import ReferenceRunner, batch_size_of
+from edgeopt.graph.normalize import inspect_model, load_model, load_onnx, normalize
+from edgeopt.process.isolation import IsolatedWorker
 from edgeopt.types import Graph, ImportOptions
 from tests.security.fuzz_mutators import STRUCTURAL, mutate
 from tests.security.fuzz_mutators_names import ATTRIBUTES, NAMES, SHAPES
@@ -193,7 +193,7 @@ def run_fuzz(
 def _limit_memory(text: str) -> None:
     import resource
 
-    from edgeopt.graph_safety import parse_size
+    from edgeopt.graph.safety import parse_size
 
     if text.strip() in ("", "0"):
         return

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import edgeopt
-from edgeopt.artifact import MANIFEST_NAME, verify_artifact
+from edgeopt.artifact.write import MANIFEST_NAME, verify_artifact
 from edgeopt.errors import ArtifactError
 from tests.security.helpers import DIGITS, ROOT, assert_one_line_error, run_cli
 

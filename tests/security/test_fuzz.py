@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-import edgeopt.graph_safety
+import edgeopt.graph.safety
 from tests.security.fuzz_mutators import BYTES, STRUCTURAL
 from tests.security.fuzz_mutators_names import ATTRIBUTES, NAMES, SHAPES
 from tests.security.fuzz_seeds import all_seeds
@@ -69,7 +69,7 @@ def test_the_fuzzer_finds_non_utf8_names_when_the_check_is_off(monkeypatch, tmp_
     later (ONNX Runtime's ``NodeArg.name``, the manifest's JSON): the widened fuzzer must find that, and
     with the check on, refuse every such case in one EdgeoptError."""
     assert set(NAMES) | set(ATTRIBUTES) | set(SHAPES) <= set(STRUCTURAL)
-    monkeypatch.setattr(edgeopt.graph_safety, "check_text", lambda *a, **k: None)
+    monkeypatch.setattr(edgeopt.graph.safety, "check_text", lambda *a, **k: None)
     unchecked = run_fuzz(40, seed=5, only=("bad_utf8_name",))
     kinds = {u["type"] for u in unchecked.unexpected}
     assert kinds & {"UnicodeDecodeError", "TypeError"}, (kinds, unchecked.refused)

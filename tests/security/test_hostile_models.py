@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeopt.artifact import write_artifact
+from edgeopt.artifact.write import write_artifact
 from edgeopt.errors import ModelError, OutputPathError, ResourceLimitError, UnsafeModelError
-from edgeopt.graph import load_onnx
-from edgeopt.graph_safety import parse_size, with_env_limits
+from edgeopt.graph.normalize import load_onnx
+from edgeopt.graph.safety import parse_size, with_env_limits
 from edgeopt.types import ImportOptions
 from tests.security.helpers import (
     DIGITS,
@@ -239,7 +239,7 @@ def test_pickles_are_refused_by_the_cli_without_trust_pickle(tmp_path):
 
 @pytest.mark.parametrize("name", ["evil.pt", "evil_os.pt"])
 def test_torch_pickles_with_payloads_are_refused(tmp_path, name):
-    from edgeopt.plugins import get_plugin_manager
+    from edgeopt.plugin.manager import get_plugin_manager
 
     PICKLES[name](tmp_path / name)
     pm = get_plugin_manager()
@@ -454,7 +454,7 @@ def test_out_never_replaces_user_files(tmp_path, kind):
 def test_a_model_over_2_gib_is_normalized_with_external_data(tmp_path):
     """Two 1.1 GiB weights (sparse files), each under the per-tensor limit: the normalized model keeps its
     weights in model.onnx.data beside model.onnx, and loads."""
-    from edgeopt.graph import DATA_FILE, load_model, normalize
+    from edgeopt.graph.normalize import DATA_FILE, load_model, normalize
 
     rows = int(1.1 * 2**30) // 4096
     folder = tmp_path / "model"

@@ -1,4 +1,5 @@
-"""edgeopt.isolation: native crashes, hangs and errors in the worker process never reach the caller's process."""
+"""edgeopt.process.isolation: native crashes, hangs and errors in the worker process never reach the caller's
+process."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import onnx
 import pytest
 
 from edgeopt.errors import ModelError, UnsafeModelError
-from edgeopt.graph import normalize
-from edgeopt.isolation import IsolatedWorker, run_isolated
+from edgeopt.graph.normalize import normalize
+from edgeopt.process.isolation import IsolatedWorker, run_isolated
 from edgeopt.types import ImportOptions
 from tests.security.helpers import matmul_model
 from tests.security.isolation_targets import CRASH_MARKER
@@ -122,14 +123,14 @@ def test_modules_planted_in_the_current_directory_are_not_imported(tmp_path, mon
         (tmp_path / f"{name}.py").write_text(f"open({str(tmp_path / 'planted-ran')!r}, 'w').write({name!r})\n")
     monkeypatch.chdir(tmp_path)
     with IsolatedWorker(preload=("onnx", "onnxruntime")) as worker:
-        worker.call("edgeopt.graph_safety:checker_probe", matmul_model().SerializeToString(), "the model")
-        assert worker.call("edgeopt.graph_safety:session_probe", matmul_model().SerializeToString()) is None
+        worker.call("edgeopt.graph.safety:checker_probe", matmul_model().SerializeToString(), "the model")
+        assert worker.call("edgeopt.graph.safety:session_probe", matmul_model().SerializeToString()) is None
     assert not (tmp_path / "planted-ran").exists()
 
 
 def test_a_worker_knows_it_is_one() -> None:
     """Plugins skip a worker of their own where the core's already isolates them (edgeopt_openvino's builds)."""
-    from edgeopt.isolation import in_isolated_worker
+    from edgeopt.process.isolation import in_isolated_worker
 
     assert in_isolated_worker() is False
-    assert run_isolated("edgeopt.isolation:in_isolated_worker") is True
+    assert run_isolated("edgeopt.process.isolation:in_isolated_worker") is True

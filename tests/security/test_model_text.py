@@ -1,7 +1,7 @@
 """Names and strings that are not valid UTF-8 are refused at load in one line, like any other malformed model.
 
 Found by fuzzing ``deploy`` (issue 22): a tensor name that is not valid UTF-8 got through the import (protobuf
-hands it back as ``bytes``) and ended in a ``UnicodeDecodeError`` traceback from ``edgeopt/feeds.py`` when ONNX
+hands it back as ``bytes``) and ended in a ``UnicodeDecodeError`` traceback from ``edgeopt/data/feeds.py`` when ONNX
 Runtime's ``NodeArg.name`` decoded it. Python's protobuf refuses to set such a string, so the models here are
 edited after serialization (a placeholder of the same length replaced by invalid bytes).
 """
@@ -15,8 +15,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from edgeopt.errors import ModelError, UnsafeModelError
-from edgeopt.graph import load_onnx, normalize
-from edgeopt.graph_text import check_text, invalid_text
+from edgeopt.graph.normalize import load_onnx, normalize
+from edgeopt.graph.utf8 import check_text, invalid_text
 from edgeopt.types import ImportOptions
 from tests.security.fuzz_mutators_names import INVALID_UTF8, PLACEHOLDER, rename_everywhere
 from tests.security.helpers import FAST, assert_one_line_error, external_weight, matmul_model, run_cli

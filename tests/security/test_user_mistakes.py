@@ -18,8 +18,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edgeopt
-from edgeopt import artifact, errors
-from edgeopt.data import load_dataset
+from edgeopt import errors
+from edgeopt.artifact import write as artifact
+from edgeopt.data.datasets import load_dataset
 from edgeopt.errors import DataError, EdgeoptError, OutputPathError
 from edgeopt.types import Graph, TensorSpec
 from tests.security.helpers import DIGITS, FAST, ROOT, assert_one_line_error, run_cli, run_cli_many, save

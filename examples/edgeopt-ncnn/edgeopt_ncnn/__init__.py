@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from edgeopt import hookimpl
 
 if TYPE_CHECKING:
-    from edgeopt.plugins import TargetRegister
+    from edgeopt.plugin.manager import TargetRegister
     from edgeopt.types import Compiled, Dataset, DeviceProfile, Graph, Plan, RunSettings, TargetInfo
 
     from edgeopt_ncnn.runner import NcnnRunner

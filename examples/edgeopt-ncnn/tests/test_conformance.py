@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeopt.plugins import PluginManager
+from edgeopt.plugin.manager import PluginManager
 from edgeopt.testing import ConformanceSuite
 from ncnn_manager import ncnn_plugin_manager
 

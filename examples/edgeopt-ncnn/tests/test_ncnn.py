@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from edgeopt.artifact import verify_artifact
+from edgeopt.artifact.write import verify_artifact
 from edgeopt.errors import CompileError, UnsupportedModelError
-from edgeopt.hardware import get_profile
+from edgeopt.measure.devices import get_profile
 from edgeopt.types import Dataset, ImportOptions
 from ncnn_manager import ncnn_plugin_manager
 from onnx import TensorProto, helper

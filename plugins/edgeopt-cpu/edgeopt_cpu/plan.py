@@ -12,7 +12,7 @@ The int8 settings follow the CPU's integer dot-product support:
 Dynamic quantization is offered for ``auto`` only when MatMul/Gemm outnumber convolutions: on conv
 nets ConvInteger with run-time activation quantization is several times slower than float.
 
-Transformer encoders (``edgeopt.family.detect_family``: attention blocks and layer norms in the graph) get
+Transformer encoders (``edgeopt.graph.model_family.detect_family``: attention blocks and layer norms in the graph) get
 every plan on top of ``transformer-fuse`` (ONNX Runtime's Attention/SkipLayerNorm/BiasGelu fusion), plus
 the plain fp32 plan as the unfused alternative. Their static int8 quantizes only MatMul/Gemm: the
 attention mask adds float-min values before the Softmax, and calibrating the Add/Softmax ranges on them
@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from edgeopt.errors import TargetError
-from edgeopt.family import (
+from edgeopt.graph.model_family import (
     CONV_OPS,
     MATMUL_OPS,
     Family,
@@ -32,7 +32,7 @@ from edgeopt.family import (
     op_histogram,
     refuse_int8_without_weighted_ops,
 )
-from edgeopt.hostinfo import int8_family, physical_cores
+from edgeopt.measure.host import int8_family, physical_cores
 from edgeopt.passes.ort_quantize import DynamicInt8Options, StaticInt8Options
 from edgeopt.passes.transformer_fusion import TransformerFusionOptions
 from edgeopt.types import DeviceProfile, Graph, PassSpec, Plan

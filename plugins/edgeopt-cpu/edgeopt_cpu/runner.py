@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeopt.data.feeds import feeds_mismatch, ort_signature
 from edgeopt.errors import CompileError, InputSpecError
-from edgeopt.feeds import feeds_mismatch, ort_signature
 
 
 class OrtCpuRunner:

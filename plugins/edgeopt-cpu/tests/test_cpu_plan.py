@@ -97,7 +97,7 @@ def test_unknown_precision_is_a_target_error(conv_graph, avx2) -> None:
 
 
 def test_threads_default_to_physical_cores(conv_graph) -> None:
-    from edgeopt.hostinfo import physical_cores
+    from edgeopt.measure.host import physical_cores
 
     device = cpu_profile("no-cores", ("avx2",), cores=0)
     assert plan_candidates(conv_graph, device, "fp32")[0].threads == physical_cores()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from cpu_models import calibration_for, cosine, reference_outputs
-from edgeopt.plugins import PluginManager, TargetRegister, get_plugin_manager
+from edgeopt.plugin.manager import PluginManager, TargetRegister, get_plugin_manager
 from edgeopt.types import RunSettings
 
 import edgeopt_cpu

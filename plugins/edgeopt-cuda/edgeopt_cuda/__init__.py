@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from edgeopt import hookimpl
 
 if TYPE_CHECKING:
-    from edgeopt.plugins import TargetRegister
+    from edgeopt.plugin.manager import TargetRegister
     from edgeopt.types import Compiled, Dataset, DeviceProfile, EnergyMeter, Graph, Plan, RunSettings, TargetInfo
 
     from edgeopt_cuda.runner import OrtCudaRunner

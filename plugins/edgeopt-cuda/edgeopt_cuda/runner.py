@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgeopt.data.feeds import ORT_DTYPES, feeds_mismatch, ort_signature
 from edgeopt.errors import CompileError, InputSpecError, TargetUnavailable
-from edgeopt.feeds import ORT_DTYPES, feeds_mismatch, ort_signature
-from edgeopt.plugins import cache_dir
+from edgeopt.plugin.manager import cache_dir
 
 from edgeopt_cuda.config import CachePaths, EpConfig, provider_options
 from edgeopt_cuda.runtime import import_onnxruntime
@@ -131,7 +131,7 @@ def cache_root_for(directory: Path) -> Path:
 
     A compile work directory keeps them in ``trt_cache/`` beside the model (not listed in the artifact's
     files). An artifact (it has ``manifest.json``) must stay exactly as hashed, so its engines go to the
-    ``tensorrt`` folder of edgeopt's cache folder (``edgeopt.plugins.cache_dir``: ``$EDGEOPT_CACHE_DIR``, else
+    ``tensorrt`` folder of edgeopt's cache folder (``edgeopt.plugin.manager.cache_dir``: ``$EDGEOPT_CACHE_DIR``, else
     the platform's user cache folder).
     """
     directory = Path(directory)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cuda_models import calibration_for, conv_net, relative_error
-from edgeopt.energy import metered
-from edgeopt.harness import measure
-from edgeopt.reference import ReferenceRunner
+from edgeopt.evaluate.reference import ReferenceRunner
+from edgeopt.measure.energy import metered
+from edgeopt.measure.harness import measure
 
 from edgeopt_cuda.compile import compile_plan
 from edgeopt_cuda.config import read_config

@@ -7,9 +7,9 @@ import types
 
 import pytest
 from cuda_models import gpu_profile
-from edgeopt.energy import metered
 from edgeopt.errors import DeviceError
-from edgeopt.plugins import PluginManager
+from edgeopt.measure.energy import metered
+from edgeopt.plugin.manager import PluginManager
 from edgeopt.types import EnergyMeter
 
 import edgeopt_cuda

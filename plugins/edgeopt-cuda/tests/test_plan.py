@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cuda_models import conv_net
 from edgeopt.errors import TargetError
-from edgeopt.hardware import get_profile
+from edgeopt.measure.devices import get_profile
 from edgeopt.passes.ort_quantize import StaticInt8Options
 
 from edgeopt_cuda.config import EpConfig

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 from cuda_models import calibration_for
 from edgeopt.errors import TargetUnavailable
-from edgeopt.plugins import PluginManager, TargetRegister, get_plugin_manager
+from edgeopt.plugin.manager import PluginManager, TargetRegister, get_plugin_manager
 from edgeopt.testing import ConformanceSuite
 from edgeopt.types import RunSettings
 

@@ -21,7 +21,7 @@ from edgeopt_edgetpu.plan import EDGETPU, TFLITE, precisions_for
 
 if TYPE_CHECKING:
     import typer
-    from edgeopt.plugins import TargetRegister
+    from edgeopt.plugin.manager import TargetRegister
     from edgeopt.types import Compiled, Dataset, DeviceProfile, Graph, Plan, RunSettings, TargetInfo
 
     from edgeopt_edgetpu.runner import LiteRtRunner

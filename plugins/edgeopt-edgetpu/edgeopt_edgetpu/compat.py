@@ -57,7 +57,7 @@ class CompatReport:
     first_fallback: int | None = None
     """Index of the first op the Edge TPU cannot map (everything from it runs on the CPU); None: all mapped."""
     onnx_flops: float | None = None
-    """FLOPs of the normalized ONNX graph (edgeopt.graph_inspect), for reference."""
+    """FLOPs of the normalized ONNX graph (edgeopt.graph.inspect), for reference."""
     io_bytes: int = 0
     """Bytes of the model's inputs and outputs per inference."""
     source: str = DOC_URL

@@ -22,9 +22,9 @@ import json
 from pathlib import Path
 
 from edgeopt.errors import CompileError, UnsupportedModelError
-from edgeopt.graph import inspect_model, load_model
-from edgeopt.hardware import default_profile_for, host_profile
-from edgeopt.reference import batch_size_of
+from edgeopt.evaluate.reference import batch_size_of
+from edgeopt.graph.normalize import inspect_model, load_model
+from edgeopt.measure.devices import default_profile_for, host_profile
 from edgeopt.types import Compiled, Dataset, DeviceProfile, Graph, PassSpec, Plan
 
 from edgeopt_edgetpu import compiler

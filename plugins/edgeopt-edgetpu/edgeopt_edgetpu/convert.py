@@ -30,7 +30,7 @@ from typing import IO
 
 import numpy as np
 from edgeopt.errors import CompileError, ConversionError
-from edgeopt.isolation import stop_child
+from edgeopt.process.isolation import stop_child
 from edgeopt.types import Dataset, Graph
 
 from edgeopt_edgetpu.toolchain import Toolchain

@@ -10,15 +10,15 @@ Coral's latency). Both parts are roofline lower bounds from device profiles:
   once per inference).
 
 Energy: the Coral profile's active power over the Edge TPU part, plus the host's estimated energy
-(``edgeopt.energy.estimate_energy``) over the CPU part. Every figure says ``estimated``.
+(``edgeopt.measure.energy.estimate_energy``) over the CPU part. Every figure says ``estimated``.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from edgeopt.energy import estimate_energy
-from edgeopt.hardware import roofline_seconds
+from edgeopt.measure.devices import roofline_seconds
+from edgeopt.measure.energy import estimate_energy
 from edgeopt.types import DeviceProfile
 
 from edgeopt_edgetpu.compat import CompatReport

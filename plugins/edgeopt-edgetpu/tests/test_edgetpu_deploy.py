@@ -72,9 +72,9 @@ def test_mobilenet_style_torch_model_to_edgetpu_within_one_point(tmp_path: Path)
 
 
 def test_squeezenet_converts_to_full_int8_and_is_judged(tmp_path: Path) -> None:
-    from edgeopt.data import synthetic_dataset
-    from edgeopt.hardware import get_profile
-    from edgeopt.plugins import get_plugin_manager
+    from edgeopt.data.datasets import synthetic_dataset
+    from edgeopt.measure.devices import get_profile
+    from edgeopt.plugin.manager import get_plugin_manager
     from edgeopt.types import ImportOptions
 
     from edgeopt_edgetpu.compat import REPORT_FILE

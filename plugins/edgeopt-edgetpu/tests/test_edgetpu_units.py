@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from edgeopt.errors import CompileError, TargetError
-from edgeopt.hardware import get_profile
+from edgeopt.measure.devices import get_profile
 from edgeopt.types import Graph, PassSpec, Plan, TensorSpec
 
 from edgeopt_edgetpu import toolchain

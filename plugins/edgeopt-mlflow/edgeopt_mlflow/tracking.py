@@ -115,7 +115,7 @@ def _log(record: DeploymentRecord, *, tracking_uri: str, experiment: str) -> dic
         except MlflowException:  # created meanwhile by a concurrent deploy
             experiment_id = client.get_experiment_by_name(experiment).experiment_id
     tags = {"edgeopt.name": record.name, "edgeopt.version": str(record.version),
-            "edgeopt.artifact": record.artifact_path}
+            "edgeopt.artifact.write": record.artifact_path}
     run = client.create_run(experiment_id, run_name=record.ref, tags=tags)
     run_id = run.info.run_id
     now = int(time.time() * 1000)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import edgeopt
 import pytest
-from edgeopt.plugins import get_plugin_manager
+from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.registry import open_registry
 
 import edgeopt_mlflow

@@ -15,7 +15,7 @@ from edgeopt import hookimpl
 from edgeopt_openvino.devices import TARGETS, absent_reason, device_present, openvino_status, target_spec
 
 if TYPE_CHECKING:
-    from edgeopt.plugins import TargetRegister
+    from edgeopt.plugin.manager import TargetRegister
     from edgeopt.types import Compiled, Dataset, DeviceProfile, Graph, Plan, RunSettings, TargetInfo
 
     from edgeopt_openvino.runner import OpenVinoRunner

@@ -184,7 +184,7 @@ def cross_check(
     (same device CPU, threads, LATENCY hint, precision hint, shapes), alternating ``rounds`` times so
     drift on a shared machine hits both alike."""
     import openvino as ov
-    from edgeopt.harness import measure
+    from edgeopt.measure.harness import measure
 
     from edgeopt_openvino.runner import LATENCY, OpenVinoRunner, runtime_config
 

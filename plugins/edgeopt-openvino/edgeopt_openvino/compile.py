@@ -22,8 +22,8 @@ import threading
 from pathlib import Path
 
 from edgeopt.errors import CompileError, ModelError
-from edgeopt.isolation import IsolatedWorker, in_isolated_worker, isolation_enabled
-from edgeopt.reference import batch_size_of
+from edgeopt.evaluate.reference import batch_size_of
+from edgeopt.process.isolation import IsolatedWorker, in_isolated_worker, isolation_enabled
 from edgeopt.types import Compiled, Dataset, Graph, PassSpec, Plan
 
 from edgeopt_openvino.build import MODEL_XML, BuildJob, BuildResult, build_ir, build_ir_in_worker

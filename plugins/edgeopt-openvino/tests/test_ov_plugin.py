@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from edgeopt.errors import TargetUnavailable
-from edgeopt.plugins import TargetRegister, get_plugin_manager
+from edgeopt.plugin.manager import TargetRegister, get_plugin_manager
 
 import edgeopt_openvino
 from edgeopt_openvino.devices import absent_reason, computes_bf16, device_present, target_spec

@@ -1,0 +1,1 @@
+"""The artifact: written atomically, hashed and verified; its manifest and reports."""

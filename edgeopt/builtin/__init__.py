@@ -1,0 +1,1 @@
+"""Plugins the core ships: the RAPL energy meter and the task metrics that decode outputs."""

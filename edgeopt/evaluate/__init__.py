@@ -1,0 +1,1 @@
+"""Judging outputs: the fp32 reference, task metrics, label-free fidelity, per-layer sensitivity."""

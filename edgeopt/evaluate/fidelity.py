@@ -1,0 +1,205 @@
+"""Label-free fidelity judged the way the task reads the output: one proxy per output kind.
+
+Without labels a candidate is judged against the original model's outputs. Cosine of the raw outputs is
+stricter than most tasks (a CTC recognizer whose per-position class scores drift while every decoded
+character stays the same) and looser than others (an embedding whose padded positions dominate). So the
+first output that carries the answer (the first float output: integer outputs are often inputs passed
+through, such as token ids) is read as one of these kinds, from its shape and values alone (never from names), and the
+proxy of that kind guards the budget:
+
+- ``classifier`` — ``[N, C]`` scores or 1-D labels: ``top1_agreement``, % of samples with the same top class.
+- ``sequence`` — ``[N, T, C]`` whose rows are probability (or log-probability) distributions over C > 1:
+  ``position_top1``, % of positions with the same top class (CTC recognizers, token taggers).
+- ``dense`` — ``[N, 1, H, W]`` values in [0, 1] (a probability map): ``map_iou``, IoU of the maps
+  thresholded at 0.5, pooled over samples; ``[N, C, H, W]``, C > 1: ``pixel_top1``, % of pixels with the
+  same top class.
+- ``embedding`` — ``[N, D]`` or ``[N, T, D]`` features: ``embedding_cosine``, mean per-sample cosine x 100,
+  of the mask-pooled embedding when an input is an attention mask.
+- ``other`` — anything else: ``cosine``, mean per-sample cosine of all outputs x 100.
+
+Each proxy is 100 for identical outputs; the metric is ``fidelity:<proxy>``.
+
+An input counts as an attention mask when it is integer or boolean, ``[N, T]`` with the output's ``T``, and
+holds only 0 and 1: padded positions (0) are left out of the pooled embedding. For embeddings the rank
+correlation of the pairwise similarities (what retrieval uses) is reported beside the proxy as
+``similarity_rank_corr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Proxy", "attention_mask", "choose_proxy", "cosine_rows", "output_kind", "proxy_scores"]
+
+MAP_THRESHOLD = 0.5
+"""Threshold of a probability map for ``map_iou``."""
+_DIST_TOL = 1e-3
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """The fidelity proxy chosen for a model's outputs."""
+
+    kind: str
+    """``classifier``, ``sequence``, ``dense``, ``embedding`` or ``other``."""
+    name: str
+    """Key in the fidelity dict and the metric name after ``fidelity:`` (e.g. ``position_top1``)."""
+    why: str
+    """One line for the manifest and report: what was detected."""
+    output: int = 0
+    """Index of the output the proxy reads."""
+
+
+def _is_distribution(a: np.ndarray) -> bool:
+    """Whether the last axis holds probability or log-probability distributions (rows sum to 1)."""
+    if a.dtype.kind != "f" or a.shape[-1] < 2 or not a.size:
+        return False
+    rows = a.reshape(-1, a.shape[-1]).astype(np.float64)
+    if not np.all(np.isfinite(rows)):
+        return False
+    if rows.min() >= -_DIST_TOL and np.allclose(rows.sum(axis=1), 1.0, atol=1e-2):
+        return True
+    if rows.max() <= _DIST_TOL:  # log-softmax
+        return bool(np.allclose(np.exp(rows).sum(axis=1), 1.0, atol=1e-2))
+    return False
+
+
+def output_kind(out: np.ndarray) -> str:
+    """The kind of one output (see the module docstring), from its shape and values."""
+    a = np.asarray(out)
+    if a.ndim == 1:
+        return "classifier" if a.dtype.kind in "iubUSO" else "other"
+    if a.dtype.kind != "f":
+        return "other"
+    if a.ndim == 4 and a.shape[2] >= 4 and a.shape[3] >= 4:
+        if a.shape[1] == 1:
+            return "dense" if a.min() >= 0.0 and a.max() <= 1.0 else "other"
+        return "dense"
+    if a.ndim == 3 and a.shape[2] > 1:
+        return "sequence" if _is_distribution(a) else "embedding"
+    if a.ndim == 2 and a.shape[1] > 1:
+        return "classifier" if _is_distribution(a) else "embedding"
+    return "other"
+
+
+def attention_mask(inputs: Mapping[str, np.ndarray] | None, n: int, t: int) -> np.ndarray | None:
+    """The ``[n, t]`` 0/1 mask among ``inputs`` (its first ``n`` rows), or None (see the module docstring)."""
+    for value in (inputs or {}).values():
+        a = np.asarray(value)
+        if a.ndim == 2 and a.shape[0] >= n and a.shape[1] == t and a.dtype.kind in "iub":
+            a = a[:n]  # the evaluation may drop a final partial batch
+            if np.isin(a, (0, 1)).all() and a.any():
+                return a.astype(bool)
+    return None
+
+
+def choose_proxy(reference: Sequence[np.ndarray], inputs: Mapping[str, np.ndarray] | None = None) -> Proxy:
+    """The proxy for these reference outputs (the first float output decides; see the module docstring).
+
+    A ``[N, C]`` output that is not a distribution is judged as an embedding only when it is the model's
+    only output and C is larger than a classifier's typical head (> 32): logits of a 10-class classifier
+    stay a classifier."""
+    if not reference:
+        return Proxy("other", "cosine", "no outputs")
+    index = _judged_output(reference)
+    proxy = _choose(np.asarray(reference[index]), len(reference), inputs)
+    return Proxy(proxy.kind, proxy.name, proxy.why.replace("output 0", f"output {index}"), index)
+
+
+def _judged_output(reference: Sequence[np.ndarray]) -> int:
+    """The first output that carries the model's answer: a float output (integer outputs are often inputs passed
+    through, such as token ids), else a 1-D label output, else output 0."""
+    for i, out in enumerate(reference):
+        if np.asarray(out).dtype.kind == "f":
+            return i
+    for i, out in enumerate(reference):
+        if output_kind(np.asarray(out)) == "classifier":
+            return i
+    return 0
+
+
+def _choose(first: np.ndarray, outputs: int, inputs: Mapping[str, np.ndarray] | None) -> Proxy:
+    kind = output_kind(first)
+    shape = list(first.shape)
+    if kind == "embedding" and first.ndim == 2 and (first.shape[1] <= 32 or outputs > 1):
+        kind = "classifier"
+    if kind == "classifier":
+        return Proxy(kind, "top1_agreement", f"output 0 {shape}: class scores")
+    if kind == "sequence":
+        return Proxy(kind, "position_top1", f"output 0 {shape}: a class distribution per position")
+    if kind == "dense":
+        if first.shape[1] == 1:
+            return Proxy(kind, "map_iou", f"output 0 {shape}: a probability map, thresholded at {MAP_THRESHOLD}")
+        return Proxy(kind, "pixel_top1", f"output 0 {shape}: class scores per pixel")
+    if kind == "embedding":
+        masked = first.ndim == 3 and attention_mask(inputs, first.shape[0], first.shape[1]) is not None
+        pooled = ", mask-pooled over the attention mask" if masked else ""
+        return Proxy(kind, "embedding_cosine", f"output 0 {shape}: features{pooled}")
+    return Proxy(kind, "cosine", f"output 0 {shape}: all outputs compared by cosine")
+
+
+def cosine_rows(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Cosine of each row pair of two ``[n, k]`` arrays; two zero rows count 1.0, one zero row 0.0."""
+    nr, nc = np.linalg.norm(r, axis=1), np.linalg.norm(c, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = np.where((nr == 0) & (nc == 0), 1.0, np.where((nr == 0) | (nc == 0), 0.0,
+                                                             np.sum(r * c, axis=1) / (nr * nc)))
+    return np.clip(cos, -1.0, 1.0)
+
+
+def _pooled(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    a = a.astype(np.float64)
+    if a.ndim == 2:
+        return a
+    if mask is None:
+        return a.reshape(len(a), -1)
+    weights = mask[..., None].astype(np.float64)
+    return (a * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+
+
+def _rank_corr(r: np.ndarray, c: np.ndarray) -> float | None:
+    """Spearman correlation of the off-diagonal pairwise cosine similarities (None below 3 samples)."""
+    n = len(r)
+    if n < 3:
+        return None
+
+    def sims(x: np.ndarray) -> np.ndarray:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+        return (x @ x.T)[np.triu_indices(n, 1)]
+
+    ranks = [np.argsort(np.argsort(s, kind="stable"), kind="stable").astype(np.float64) for s in (sims(r), sims(c))]
+    if np.std(ranks[0]) == 0 or np.std(ranks[1]) == 0:
+        return None
+    return float(np.corrcoef(ranks[0], ranks[1])[0, 1])
+
+
+def proxy_scores(
+    proxy: Proxy, reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray],
+    inputs: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, float]:
+    """The proxy's value (0-100, 100 identical) under ``proxy.name``, plus figures reported beside it.
+
+    ``cosine`` and ``top1_agreement`` come from ``edgeopt.evaluate.metrics.fidelity`` for every model; this adds the
+    kind-specific ones."""
+    r, c = np.asarray(reference[proxy.output]), np.asarray(candidate[proxy.output])
+    if proxy.name == "position_top1":
+        return {"position_top1": float(np.mean(np.argmax(r, -1) == np.argmax(c, -1)) * 100.0)}
+    if proxy.name == "pixel_top1":
+        return {"pixel_top1": float(np.mean(np.argmax(r, 1) == np.argmax(c, 1)) * 100.0)}
+    if proxy.name == "map_iou":
+        rb, cb = r > MAP_THRESHOLD, c > MAP_THRESHOLD
+        union = np.logical_or(rb, cb).sum()
+        iou = 1.0 if union == 0 else float(np.logical_and(rb, cb).sum() / union)
+        return {"map_iou": iou * 100.0, "pixel_agreement": float(np.mean(rb == cb) * 100.0)}
+    if proxy.name == "embedding_cosine":
+        mask = attention_mask(inputs, r.shape[0], r.shape[1]) if r.ndim == 3 else None
+        pr, pc = _pooled(r, mask), _pooled(c, mask)
+        out = {"embedding_cosine": float(np.mean(cosine_rows(pr, pc)) * 100.0)}
+        rank = _rank_corr(pr, pc)
+        if rank is not None:
+            out["similarity_rank_corr"] = rank
+        return out
+    return {}

@@ -1,0 +1,1 @@
+"""The model graph: untrusted ONNX loaded and normalized, inspected, checked, rewritten; its family and layouts."""

@@ -1,0 +1,1 @@
+"""The deploy pipeline: request, prepare, search every target, time, pick, finish; and compare."""

@@ -1,0 +1,467 @@
+"""Run calls that native code may crash (ONNX checker, ONNX Runtime) in a child process.
+
+A malformed model can make C++ code segfault or abort, which takes the whole process down with it.
+``IsolatedWorker`` keeps one child (``python -m edgeopt.process.isolation``) that runs functions named
+``"package.module:qualname"``; a child killed by a signal becomes a ``ModelError`` here and the next call
+starts a fresh child. ``run_isolated`` is the one-call form. Arguments and results cross as pickles
+between this process and the child it started, over its stdin/stdout pipes (never from a file).
+
+``EDGEOPT_ISOLATION=0`` runs the calls in this process instead (for debuggers; a crash is then fatal, and
+no memory limit applies). ``EDGEOPT_ISOLATION_TIMEOUT_S`` sets the default time limit per call (seconds).
+
+A worker made with ``memory_limit`` (bytes) is watched while a call runs: the resident memory of its whole
+process tree (the child and every process it started, e.g. a vendor compiler) is read every
+``MEMORY_POLL_S`` seconds, and a tree past the limit is killed, the call raising ``WorkerMemoryExceeded``.
+Allocations faster than the poll are caught by a backstop: the child sets ``RLIMIT_DATA`` (heap and private
+mappings) of itself to ``memory_limit.backstop_bytes(limit)``, well above the limit, so an allocation burst
+fails there (a ``MemoryError``, also reported as ``WorkerMemoryExceeded``, or a crash) instead of taking the
+host down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pickle
+import selectors
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from edgeopt.errors import CompileError, EdgeoptError, ModelError
+from edgeopt.process.memory_limit import TreeMemory, backstop_bytes, fmt_bytes, kill_descendants
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "IsolatedWorker",
+    "WorkerCrashed",
+    "WorkerMemoryExceeded",
+    "WorkerTimeout",
+    "isolation_enabled",
+    "resolve",
+    "run_isolated",
+]
+
+DEFAULT_TIMEOUT_S = 600.0
+"""Time limit of one call when neither the caller nor ``EDGEOPT_ISOLATION_TIMEOUT_S`` sets one."""
+MEMORY_POLL_S = 0.05
+"""Seconds between two reads of a memory-limited worker's resident memory."""
+_DATA_LIMIT_ENV = "EDGEOPT_WORKER_DATA_LIMIT"
+_HEADER = struct.Struct(">Q")
+_CRASH_HINT = (
+    "the file is malformed in a way that crashes native code; edgeopt stopped it in a child process. "
+    "Re-export the model from its source framework"
+)
+
+
+def isolation_enabled() -> bool:
+    """False when ``EDGEOPT_ISOLATION`` is ``0``/``off``/``false``/``no``: calls then run in this process."""
+    return os.environ.get("EDGEOPT_ISOLATION", "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def default_timeout_s() -> float:
+    """``EDGEOPT_ISOLATION_TIMEOUT_S`` when set to a positive number, else ``DEFAULT_TIMEOUT_S``."""
+    raw = os.environ.get("EDGEOPT_ISOLATION_TIMEOUT_S", "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_TIMEOUT_S
+    except ValueError:
+        value = DEFAULT_TIMEOUT_S
+    return value if value > 0 else DEFAULT_TIMEOUT_S
+
+
+class _OverLimit(Exception):
+    """Raised by the memory watch inside ``_exchange``."""
+
+
+class WorkerCrashed(ModelError):
+    """The worker died during a call (killed by a signal, or exited without a reply); ``detail`` says how."""
+
+    def __init__(self, message: str, *, hint: str | None = None, detail: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.detail = detail
+
+
+class WorkerTimeout(ModelError):
+    """A call did not finish within its time limit; the worker was stopped."""
+
+
+class WorkerMemoryExceeded(CompileError):
+    """The worker's process tree grew past its memory limit during a call; it was stopped.
+
+    ``limit`` and ``peak`` are bytes (``peak``: the largest resident size seen, at or past the limit)."""
+
+    def __init__(self, message: str, *, limit: int, peak: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.limit = limit
+        self.peak = peak
+
+
+def resolve(fn_qualname: str) -> Callable[..., Any]:
+    """The object ``"pkg.mod:Class.method"`` (or ``"pkg.mod.func"``) names, importing its module."""
+    module, sep, qual = fn_qualname.partition(":")
+    if not sep:
+        module, _, qual = fn_qualname.rpartition(".")
+    if not module or not qual:
+        raise ValueError(f"{fn_qualname!r} is not 'package.module:function'")
+    obj: Any = importlib.import_module(module)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def run_isolated(
+    fn_qualname: str, *args: Any, timeout_s: float | None = None, what: str = "the ONNX checker/runtime"
+) -> Any:
+    """Call ``fn_qualname(*args)`` in a fresh child process and return its result.
+
+    Exceptions the function raises are raised here (EdgeoptErrors keep their class, message and hint).
+    A child killed by a signal raises ``WorkerCrashed`` (a ``ModelError``: "the model crashed <what> (signal N:
+    NAME)"); one still running after ``timeout_s`` is killed and raises ``WorkerTimeout`` (a ``ModelError`` too).
+    """
+    with IsolatedWorker() as worker:
+        return worker.call(fn_qualname, *args, timeout_s=timeout_s, what=what)
+
+
+class IsolatedWorker:
+    """One child process serving calls one at a time; restarted after it dies. Use as a context manager.
+
+    ``preload`` modules are imported by the child while it has nothing else to do, so their import
+    time overlaps with the caller's own work. ``memory_limit`` (bytes; None: unwatched) bounds the resident
+    memory of the child's process tree during a call (see the module). Counters: ``starts`` (children
+    started), ``crashes`` (children that died during a call), ``timeouts`` (calls stopped for taking too
+    long), ``memory_kills`` (calls stopped past the memory limit); ``last_peak``: the largest tree RSS seen
+    during the last watched call (bytes).
+    """
+
+    def __init__(self, *, preload: Sequence[str] = (), memory_limit: int | None = None) -> None:
+        self.preload = tuple(preload)
+        self.memory_limit = memory_limit
+        self.starts = 0
+        self.crashes = 0
+        self.timeouts = 0
+        self.memory_kills = 0
+        self.last_peak = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._tree: TreeMemory | None = None
+        self._tree_pid = 0
+
+    # ------------------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start the child now (it also starts on the first call); no-op when it runs or isolation is off."""
+        if self._proc is not None or not isolation_enabled():
+            return
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
+        env = dict(os.environ)
+        paths = [p for p in sys.path if p] + [env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(paths).rstrip(os.pathsep)
+        env.pop(_DATA_LIMIT_ENV, None)
+        if self.memory_limit is not None:
+            env[_DATA_LIMIT_ENV] = str(backstop_bytes(self.memory_limit))
+        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            # -P: the current directory (often the downloaded model's) is not put on the child's sys.path,
+            # so an onnx.py planted next to a model is never imported
+            [sys.executable, "-P", "-m", "edgeopt.process.isolation", ",".join(self.preload)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            close_fds=True,
+        )
+        self.starts += 1
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id, None when none runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    def close(self) -> None:
+        """Stop the child (and anything it started). Between calls it holds nothing worth a clean exit, so it
+        is simply killed."""
+        self._discard()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def __enter__(self) -> IsolatedWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    # ------------------------------------------------------------------------------------------ calls
+
+    def call(
+        self, fn_qualname: str, *args: Any, timeout_s: float | None = None, what: str = "the ONNX checker/runtime"
+    ) -> Any:
+        """Run ``fn_qualname(*args)`` in the child; see ``run_isolated`` for results and errors."""
+        if not isolation_enabled():
+            return resolve(fn_qualname)(*args)
+        timeout = default_timeout_s() if timeout_s is None else timeout_s
+        self.start()
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        request = pickle.dumps((fn_qualname, args), protocol=pickle.HIGHEST_PROTOCOL)
+        stderr_mark = self._stderr.seek(0, os.SEEK_END) if self._stderr is not None else 0
+        self.last_peak = 0
+        watch = self._watch if self.memory_limit is not None else None
+        try:
+            reply = _exchange(proc, _HEADER.pack(len(request)) + request, deadline=time.monotonic() + timeout,
+                              watch=watch)
+        except TimeoutError:
+            self.timeouts += 1
+            self._discard()
+            raise WorkerTimeout(
+                f"{what} did not finish within {timeout:g} s; stopped it",
+                hint="the model may be malformed or far too large; "
+                "raise EDGEOPT_ISOLATION_TIMEOUT_S if it is just big",
+            ) from None
+        except _OverLimit:
+            self.memory_kills += 1
+            self._discard()
+            raise self._over_limit(what) from None
+        if reply is None:
+            status = self._reap()
+            self.crashes += 1
+            detail = f"{_describe(status)}{self._stderr_tail(stderr_mark)}"
+            raise WorkerCrashed(f"the model crashed {what} ({detail})", hint=_CRASH_HINT, detail=detail)
+        kind, payload = pickle.loads(reply)  # noqa: S301 - written by the child this object started
+        if kind == "ok":
+            return payload
+        exc = _rebuild(payload)
+        if isinstance(exc, MemoryError) and self.memory_limit is not None:  # the RLIMIT_DATA backstop
+            self.memory_kills += 1
+            self._discard()
+            raise self._over_limit(what) from exc
+        raise exc
+
+    def _over_limit(self, what: str) -> WorkerMemoryExceeded:
+        limit = self.memory_limit or 0
+        seen = f"stopped at {fmt_bytes(self.last_peak)}" if self.last_peak > limit else "an allocation failed"
+        return WorkerMemoryExceeded(f"{what} needed more than {fmt_bytes(limit)} of memory ({seen})",
+                                    limit=limit, peak=self.last_peak)
+
+    def _watch(self) -> None:
+        """Raise ``_OverLimit`` when the child's tree is past ``memory_limit`` (records ``last_peak``)."""
+        assert self._proc is not None and self.memory_limit is not None
+        if self._tree is None or self._tree_pid != self._proc.pid:
+            self._tree, self._tree_pid = TreeMemory(self._proc.pid), self._proc.pid
+        rss = self._tree.rss()
+        self.last_peak = max(self.last_peak, rss)
+        if rss > self.memory_limit:
+            raise _OverLimit
+
+    def _discard(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            kill_descendants(proc.pid)
+            stop_child(proc)
+
+    def _reap(self) -> int:
+        """Wait for a child whose pipe closed; return its exit status (negative: killed by that signal)."""
+        proc = self._proc
+        assert proc is not None
+        try:
+            status = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # closed its pipe yet lives on: not usable any more
+            status = -signal.SIGKILL
+        self._discard()
+        return status
+
+    def _stderr_tail(self, mark: int) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(mark)
+        lines = [x.strip() for x in self._stderr.read()[-4096:].decode("utf-8", "replace").splitlines() if x.strip()]
+        return f": {lines[-1][:200]}" if lines else ""
+
+
+def stop_child(proc: subprocess.Popen) -> None:
+    """Kill a worker child, reap it, and close the pipes this process holds to it (never raises OSError)."""
+    proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+def _describe(status: int) -> str:
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            return f"signal {-status}"
+        return f"signal {-status}: {name}"
+    return f"exit status {status}"
+
+
+def _exchange(
+    proc: subprocess.Popen[bytes], request: bytes, *, deadline: float, watch: Callable[[], None] | None = None
+) -> bytes | None:
+    """Write ``request`` to the child and read one framed reply; None when the child closed its pipes.
+    ``watch`` runs at least every ``MEMORY_POLL_S`` seconds while waiting (it raises to stop the exchange)."""
+    out_fd, in_fd = proc.stdout.fileno(), proc.stdin.fileno()  # type: ignore[union-attr]
+    os.set_blocking(in_fd, False)
+    sel = selectors.DefaultSelector()
+    sel.register(out_fd, selectors.EVENT_READ)
+    sel.register(in_fd, selectors.EVENT_WRITE)
+    view, sent, received, need = memoryview(request), 0, bytearray(), None
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            if watch is not None:
+                watch()
+                left = min(left, MEMORY_POLL_S)
+            for key, _ in sel.select(timeout=left):
+                if key.fd == in_fd:
+                    try:
+                        sent += os.write(in_fd, view[sent : sent + (1 << 20)])
+                    except BrokenPipeError:
+                        return None
+                    except BlockingIOError:
+                        continue
+                    if sent == len(view):
+                        sel.unregister(in_fd)
+                    continue
+                chunk = os.read(out_fd, 1 << 20)
+                if not chunk:
+                    return None
+                received += chunk
+                if need is None and len(received) >= _HEADER.size:
+                    need = _HEADER.size + _HEADER.unpack_from(received)[0]
+                if need is not None and len(received) >= need:
+                    return bytes(received[_HEADER.size : need])
+    finally:
+        sel.close()
+
+
+def _rebuild(payload: dict[str, Any]) -> BaseException:
+    """The exception the child raised, rebuilt here (EdgeoptErrors from class name, message and hint)."""
+    note = "raised in the isolated worker process:\n" + payload.get("traceback", "")
+    exc: BaseException | None = None
+    if payload.get("edgeopt"):
+        try:
+            cls = resolve(payload["cls"])
+            if isinstance(cls, type) and issubclass(cls, EdgeoptError):
+                exc = cls(payload["message"], hint=payload["hint"])
+        except Exception:  # a class this side cannot import or build: keep the message as a ModelError
+            exc = None
+        if exc is None:
+            exc = ModelError(payload["message"], hint=payload["hint"])
+    elif payload.get("pickled") is not None:
+        try:
+            exc = pickle.loads(payload["pickled"])  # noqa: S301 - written by our own child
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RuntimeError(f"{payload.get('type', 'Exception')}: {payload.get('message', '')}")
+    exc.add_note(note)
+    return exc
+
+
+# ---------------------------------------------------------------------------------------- child side
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    data = bytearray()
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+def _error_payload(exc: BaseException) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+    if isinstance(exc, EdgeoptError):
+        payload.update(
+            edgeopt=True, cls=f"{type(exc).__module__}:{type(exc).__qualname__}", message=exc.message, hint=exc.hint
+        )
+        return payload
+    try:
+        payload["pickled"] = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(payload["pickled"])  # noqa: S301 - checks that it round-trips
+    except Exception:
+        payload["pickled"] = None
+    return payload
+
+
+def _limit_data() -> None:
+    """Apply the parent's ``RLIMIT_DATA`` backstop (see the module) to this child, where the OS allows it."""
+    raw = os.environ.pop(_DATA_LIMIT_ENV, "")
+    if not raw.isdigit():
+        return
+    import resource
+
+    with contextlib.suppress(ValueError, OSError):
+        _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        limit = int(raw) if hard == resource.RLIM_INFINITY else min(int(raw), hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
+_SERVING = False
+
+
+def in_isolated_worker() -> bool:
+    """Whether this process is an ``IsolatedWorker``'s child: code it runs is already isolated (a crash or a
+    memory limit ends only this child), so a plugin need not start a worker of its own for its builds."""
+    return _SERVING
+
+
+def _serve(preload: Sequence[str]) -> None:
+    """Child main loop: read framed (qualname, args) requests on stdin, write framed replies."""
+    import edgeopt.process.isolation as importable  # this file runs as __main__: mark the module others import
+
+    importable._SERVING = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this child stops
+    _limit_data()
+    reply_fd = os.dup(1)
+    os.dup2(2, 1)  # anything native code prints goes to stderr, never into the reply stream
+    in_fd = sys.stdin.fileno()
+    pending = [m for m in preload if m]
+    sel = selectors.DefaultSelector()
+    sel.register(in_fd, selectors.EVENT_READ)
+    while True:
+        while pending and not sel.select(timeout=0):
+            with contextlib.suppress(Exception):
+                importlib.import_module(pending.pop(0))
+        header = _read_exact(in_fd, _HEADER.size)
+        if header is None:
+            return
+        body = _read_exact(in_fd, _HEADER.unpack(header)[0])
+        if body is None:
+            return
+        try:
+            fn_qualname, args = pickle.loads(body)  # noqa: S301 - written by our parent
+            reply = ("ok", resolve(fn_qualname)(*args))
+            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            data = pickle.dumps(("error", _error_payload(exc)), protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(_HEADER.pack(len(data)) + data)
+        while view:
+            view = view[os.write(reply_fd, view) :]
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1].split(",") if len(sys.argv) > 1 else ())
