@@ -1,27 +1,46 @@
 """edgeopt: trained model → normalized ONNX → target plugin → verified, profiled artifact.
 
-SDK: ``edgeopt.deploy``, ``edgeopt.compare``, ``edgeopt.load``, ``edgeopt.profile``, ``edgeopt.inspect``,
-``edgeopt.targets``, ``edgeopt.devices``. Plugins need only ``edgeopt.hookimpl``.
+SDK: ``edgeopt.deploy``, ``edgeopt.compare``, ``edgeopt.compress``, ``edgeopt.load``, ``edgeopt.profile``,
+``edgeopt.inspect``, ``edgeopt.targets``, ``edgeopt.devices``, ``edgeopt.monitor``, ``edgeopt.redeploy``,
+``edgeopt.open_registry``. Plugins import ``edgeopt.plugin``.
+
+The SDK loads on first use (module ``__getattr__``): ``import edgeopt`` alone, the CLI's start-up, the pytest
+plugin and a plugin's import of ``edgeopt.plugin`` pay for nothing they do not call.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("edgeopt")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0"
+from edgeopt.version import __version__
 
-# Bound last, on purpose: importing the SDK imports the submodule ``edgeopt.deploy``, which Python
-# sets as this package's attribute ``deploy``; these names must be the SDK functions.
-from edgeopt.api import Predictor, compare, compress, deploy, devices, inspect, load, profile, targets  # noqa: E402
-from edgeopt.monitoring.monitor import monitor  # noqa: E402
-from edgeopt.pipeline.compare import Comparison  # noqa: E402
-from edgeopt.pipeline.deploy import Deployment  # noqa: E402
-from edgeopt.plugin.manager import hookimpl  # noqa: E402
-from edgeopt.registry.lifecycle import redeploy  # noqa: E402
-from edgeopt.registry.store import open_registry  # noqa: E402
+if TYPE_CHECKING:
+    from edgeopt.api import Predictor, compare, compress, deploy, devices, inspect, load, profile, targets
+    from edgeopt.monitoring.monitor import monitor
+    from edgeopt.pipeline.compare import Comparison
+    from edgeopt.pipeline.request import Deployment
+    from edgeopt.plugin.hookspecs import hookimpl
+    from edgeopt.registry.lifecycle import redeploy
+    from edgeopt.registry.store import open_registry
+
+_WHERE = {
+    "Predictor": "edgeopt.api",
+    "compare": "edgeopt.api",
+    "compress": "edgeopt.api",
+    "deploy": "edgeopt.api",
+    "devices": "edgeopt.api",
+    "inspect": "edgeopt.api",
+    "load": "edgeopt.api",
+    "profile": "edgeopt.api",
+    "targets": "edgeopt.api",
+    "Comparison": "edgeopt.pipeline.compare",
+    "Deployment": "edgeopt.pipeline.request",
+    "monitor": "edgeopt.monitoring.monitor",
+    "hookimpl": "edgeopt.plugin.hookspecs",
+    "redeploy": "edgeopt.registry.lifecycle",
+    "open_registry": "edgeopt.registry.store",
+}
 
 __all__ = [
     "Comparison",
@@ -41,3 +60,16 @@ __all__ = [
     "redeploy",
     "targets",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the SDK function wins over a submodule of the same name, once looked up
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -14,8 +14,8 @@ import numpy as np
 
 from edgeopt.artifact.manifest import manifest_state
 from edgeopt.artifact.write import verify_artifact
-from edgeopt.compress.sdk import compress  # noqa: F401 - the SDK function, re-exported
-from edgeopt.compress.spec import CompressionSpec
+from edgeopt.compression.sdk import compress  # noqa: F401 - the SDK function, re-exported
+from edgeopt.compression.spec import CompressionSpec
 from edgeopt.errors import ArtifactError, InputSpecError, ModelError
 from edgeopt.evaluate.reference import batch_size_of
 from edgeopt.graph.normalize import GraphSummary, inspect_model, load_model
@@ -23,7 +23,8 @@ from edgeopt.measure.devices import list_profiles
 from edgeopt.measure.harness import profile_runner
 from edgeopt.passes.batch import checked_batches
 from edgeopt.pipeline.compare import Comparison
-from edgeopt.pipeline.deploy import Deployment, DeployRequest, feeds_for_batch, resolve_device
+from edgeopt.pipeline.request import Deployment, DeployRequest, resolve_device
+from edgeopt.pipeline.stages import feeds_for_batch
 from edgeopt.plugin.manager import PluginManager, PluginStatus, get_plugin_manager
 from edgeopt.search.candidates import Events
 from edgeopt.types import (

@@ -14,11 +14,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
 from edgeopt.errors import MissingExtraError
+
+_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+"""A torch source given as ``"package.module:factory"`` (a function that returns the model)."""
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "torch": ("torch",),
@@ -95,8 +99,6 @@ def source_extra(source: object, *, weights: object = None) -> tuple[str, str, t
             return "sklearn", f"importing the scikit-learn model {text}", EXTRAS["sklearn"]
         if name.endswith(".skops"):
             return "sklearn", f"importing the skops file {text}", (*EXTRAS["sklearn"], "skops")
-        from edgeopt.importers.torch import is_factory_spec
-
         if name.endswith(_TORCH_SUFFIXES) or is_factory_spec(text):
             extra_modules = ("safetensors",) if str(weights or "").lower().endswith(".safetensors") else ()
             return "torch", f"importing the torch model {text}", ("torch", *extra_modules)
@@ -109,7 +111,7 @@ def source_extra(source: object, *, weights: object = None) -> tuple[str, str, t
 
 def check_request(source: object, *, weights: object = None, compression: object = None) -> None:
     """Refuse (``MissingExtraError``) before any work a deploy or compare whose source or compression options
-    need an extra that is not installed. ``compression`` is an ``edgeopt.compress.spec.CompressionSpec``."""
+    need an extra that is not installed. ``compression`` is an ``edgeopt.compression.spec.CompressionSpec``."""
     needed = source_extra(source, weights=weights)
     if needed is not None:
         extra, feature, modules = needed
@@ -124,3 +126,8 @@ def check_request(source: object, *, weights: object = None, compression: object
                                    ("--binarize", compression.binarize), ("--qat", compression.qat)) if on]
     if flags:
         require("compress", feature=" ".join(flags), modules=("torch",))
+
+
+def is_factory_spec(source: object) -> bool:
+    """True for a ``"package.module:factory"`` string."""
+    return isinstance(source, str) and bool(_FACTORY.match(source))

@@ -26,10 +26,15 @@ Neither function creates the folder.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["APP", "CACHE_DIR_ENV", "DATA_DIR_ENV", "SETTINGS", "Setting", "cache_dir", "data_dir", "setting"]
+from edgeopt.errors import ResourceLimitError
+
+__all__ = [
+    "APP", "CACHE_DIR_ENV", "DATA_DIR_ENV", "SETTINGS", "Setting", "cache_dir", "data_dir", "parse_size", "setting",
+]
 
 APP = "edgeopt"
 CACHE_DIR_ENV = "EDGEOPT_CACHE_DIR"
@@ -117,3 +122,24 @@ def _sub(base: Path, sub: str) -> Path:
     if part.is_absolute() or ".." in part.parts:
         raise ValueError(f"{sub!r} is not a relative folder name inside edgeopt's folder")
     return base / part
+
+
+_SIZE_UNITS = {
+    "": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2, "mb": 1000**2,
+    "g": 1024**3, "gib": 1024**3, "gb": 1000**3, "t": 1024**4, "tib": 1024**4, "tb": 1000**4,
+}  # fmt: skip
+
+
+def parse_size(text: str, *, name: str) -> int:
+    """``"4294967296"``, ``"4GiB"``, ``"512M"`` (binary) or ``"3GB"`` (decimal) as bytes.
+
+    Raises ResourceLimitError naming ``name`` when ``text`` is not such a size.
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = _SIZE_UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None or float(match.group(1)) * unit < 1:
+        raise ResourceLimitError(
+            f"{name}={text!r} is not a size",
+            hint=f"set {name} to a number of bytes such as 4294967296, or 4GiB / 512MiB",
+        )
+    return int(float(match.group(1)) * unit)

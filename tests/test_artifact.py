@@ -14,8 +14,9 @@ import pytest
 
 from edgeopt.artifact import atomic_dir
 from edgeopt.artifact import write as artifact
-from edgeopt.artifact.write import MANIFEST_SCHEMA_VERSION, file_sha256, verify_artifact, write_artifact
+from edgeopt.artifact.write import MANIFEST_SCHEMA_VERSION, verify_artifact, write_artifact
 from edgeopt.errors import ArtifactError, EdgeoptError, OutputPathError
+from edgeopt.hashing import sha256_file
 
 
 def _manifest(version: str = "v1") -> dict:
@@ -49,7 +50,7 @@ def test_roundtrip_lists_every_file_with_hash_and_size(tmp_path: Path, sources: 
     for name, entry in manifest["files"].items():
         data = (out / name).read_bytes()
         assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        assert file_sha256(out / name) == entry["sha256"]
+        assert sha256_file(out / name) == entry["sha256"]
     assert (out / "model.onnx").read_bytes() == sources["model.onnx"].read_bytes()
     assert (out / "report.md").read_text() == "# report v1\n"
     assert (out / "notes/readme.txt").read_text(encoding="utf-8") == "héllo\n"
@@ -68,10 +69,10 @@ def test_manifest_values_are_made_plain_json(tmp_path: Path, sources: dict[str, 
     assert got["d"] == str(tmp_path) and got["e"] == [0, 1, 2]
 
 
-def test_file_sha256_matches_hashlib_across_chunks(tmp_path: Path) -> None:
+def test_sha256_file_matches_hashlib_across_chunks(tmp_path: Path) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
     (tmp_path / "big").write_bytes(data)
-    assert file_sha256(tmp_path / "big") == hashlib.sha256(data).hexdigest()
+    assert sha256_file(tmp_path / "big") == hashlib.sha256(data).hexdigest()
 
 
 def test_flipping_any_byte_of_any_file_is_detected(tmp_path: Path, sources: dict[str, Path]) -> None:

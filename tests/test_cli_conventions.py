@@ -221,7 +221,7 @@ def test_verbose_and_log_level_set_the_edgeopt_logger(capsys, monkeypatch) -> No
 
 
 def test_sdk_warnings_are_edgeopt_warnings() -> None:
-    from edgeopt.pipeline.deploy import LogEvents
+    from edgeopt.pipeline.request import LogEvents
 
     assert issubclass(errors.EdgeoptWarning, UserWarning)
     with pytest.warns(errors.EdgeoptWarning, match="synthetic"):
@@ -305,7 +305,7 @@ def test_verify_of_a_mistyped_path_and_inspect_of_a_data_file(tmp_path) -> None:
 
 
 def test_deploy_docstring_says_what_model_is_and_what_it_raises() -> None:
-    doc = edgeopt.pipeline.deploy.__doc__
+    doc = edgeopt.deploy.__doc__
     assert "``model`` is" in doc and ".onnx" in doc and "factory" in doc
     for name in ("ModelError", "TargetUnavailable", "AccuracyBudgetExceeded", "EdgeoptError"):
         assert name in doc, name

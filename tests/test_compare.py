@@ -14,7 +14,7 @@ from edgeopt.errors import InputSpecError, TargetError
 from edgeopt.measure.devices import host_profile
 from edgeopt.measure.harness import measure_interleaved
 from edgeopt.pipeline.compare import Setting, rank_key, settings_for
-from edgeopt.pipeline.deploy import DeployRequest
+from edgeopt.pipeline.request import DeployRequest
 from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.types import LatencyStats
 
@@ -194,7 +194,7 @@ def test_throughput_objective_searches_batches_and_keeps_the_highest_rate() -> N
 def test_auto_leaves_out_targets_that_only_emulate_their_device() -> None:
     from edgeopt.measure.devices import host_profile
     from edgeopt.pipeline.compare import eligible_targets
-    from edgeopt.pipeline.deploy import DeployRequest
+    from edgeopt.pipeline.request import DeployRequest
     from edgeopt.types import TargetInfo
 
     infos = {t.name: t for t in (

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeopt.builtin import rapl
 from edgeopt.errors import DeviceError
 from edgeopt.measure import energy
 from edgeopt.measure.devices import get_profile
@@ -77,17 +78,17 @@ def test_rapl_unavailable_when_counter_unreadable(tmp_path: Path) -> None:
 def test_hook_gives_rapl_for_cpu_only_when_readable(powercap: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cpu, gpu = get_profile("x86-avx2-2core"), get_profile("nvidia-h100")
     monkeypatch.setattr(energy, "RAPL_ROOT", powercap)
-    meters = energy.edgeopt_energy_meters(cpu)
+    meters = rapl.edgeopt_energy_meters(cpu)
     assert len(meters) == 1 and isinstance(meters[0], RaplMeter) and meters[0].root == powercap
-    assert energy.edgeopt_energy_meters(gpu) == []
+    assert rapl.edgeopt_energy_meters(gpu) == []
     monkeypatch.setattr(energy, "RAPL_ROOT", powercap.parent / "absent")
-    assert energy.edgeopt_energy_meters(cpu) == []
+    assert rapl.edgeopt_energy_meters(cpu) == []
 
 
 def test_hook_on_this_machine_through_the_plugin_manager() -> None:
     pm = PluginManager()
-    pm.register(energy, "edgeopt.measure.energy")
-    status = {s.name: s for s in pm.plugins()}["edgeopt.measure.energy"]
+    pm.register(rapl, "edgeopt.builtin.rapl")
+    status = {s.name: s for s in pm.plugins()}["edgeopt.builtin.rapl"]
     assert status.status == "ok" and "edgeopt_energy_meters" in status.hooks
     meters = pm.energy_meters(get_profile("x86-avx2-2core"))
     if rapl_available():

@@ -13,8 +13,8 @@ import pytest
 
 import edgeopt
 import edgeopt.cli as cli
-from edgeopt.compress.prune import prune_structured
-from edgeopt.compress.spec import CompressionSpec, parse_prune
+from edgeopt.compression.prune import prune_structured
+from edgeopt.compression.spec import CompressionSpec, parse_prune
 from edgeopt.errors import MissingExtraError
 from edgeopt.extras import available, check_request, import_optional, plots_note, require
 from edgeopt.importers.sklearn import to_onnx_model

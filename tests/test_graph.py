@@ -14,7 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.errors import InputSpecError, ModelError, ResourceLimitError, UnsafeModelError, UnsupportedModelError
-from edgeopt.graph.normalize import inspect_model, load_model, load_onnx, normalize, sha256_bytes, sha256_file
+from edgeopt.graph.normalize import inspect_model, load_model, load_onnx, normalize
+from edgeopt.hashing import sha256_bytes, sha256_file
 from edgeopt.types import ImportOptions
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"

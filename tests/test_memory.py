@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.measure.devices import host_profile
 from edgeopt.measure.memory import FRESH_PROCESS, measure_memory
-from edgeopt.plugin.manager import get_plugin_manager
+from edgeopt.plugin.manager import get_plugin_manager, load_runner
 from edgeopt.types import Compiled, Plan, RunSettings
 
 WIDTH = 9216  # a 256 x 9216 float32 weight: 9 MiB
@@ -35,6 +36,7 @@ def test_fresh_process_sees_the_model_weights(tmp_path: Path) -> None:
         runtime="onnxruntime",
     )
     feeds = [{"x": np.ones((1, 256), np.float32)}]
-    stats = measure_memory(compiled, target, host_profile(), RunSettings(batch=1, threads=1), feeds)
+    load = functools.partial(load_runner, compiled, target, host_profile(), RunSettings(batch=1, threads=1))
+    stats = measure_memory(load, feeds)
     assert stats.method.endswith(FRESH_PROCESS)
     assert stats.peak_bytes >= stats.load_bytes > 8 << 20  # the 9 MiB weight shows against a clean baseline

@@ -19,7 +19,9 @@ from edgeopt.api import deploy
 from edgeopt.artifact.write import verify_artifact
 from edgeopt.errors import PluginError
 from edgeopt.measure.devices import get_profile
-from edgeopt.plugin.manager import HookTimeout, TargetRegister, get_plugin_manager, hook_timeout_s
+from edgeopt.plugin.doctor import diagnose
+from edgeopt.plugin.manager import HookTimeout, get_plugin_manager, hook_timeout_s
+from edgeopt.plugin.register import TargetRegister
 from edgeopt.types import ImportOptions
 from tests.plugin_dists import activate, make_plugin_dist
 
@@ -192,7 +194,7 @@ def test_doctor_lists_missing_hooks_clashing_and_unavailable_targets(
     make_plugin_dist(tmp_path, "half", HALF_WRITTEN)
     activate(tmp_path, monkeypatch)
     monkeypatch.delenv("EDGEOPT_PLUGINS", raising=False)
-    report = {d.name: d for d in get_plugin_manager().diagnose()}
+    report = {d.name: d for d in diagnose(get_plugin_manager())}
     half = report["half"]
     assert half.status == "ok" and half.api_version == 1
     assert {t.name for t in half.targets} == {"half", "cpu", "npu9"}

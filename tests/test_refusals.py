@@ -6,7 +6,7 @@ import pytest
 
 from edgeopt.errors import AccuracyBudgetExceeded
 from edgeopt.pipeline.compare import Comparison, TargetResult, no_winner
-from edgeopt.pipeline.deploy import DeployRequest
+from edgeopt.pipeline.request import DeployRequest
 from edgeopt.search.candidates import Candidate, budget_reason, select
 from edgeopt.types import Metrics, Plan
 

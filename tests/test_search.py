@@ -17,7 +17,7 @@ import edgeopt
 from edgeopt.api import deploy
 from edgeopt.errors import AccuracyBudgetExceeded, DataError, InputSpecError
 from edgeopt.evaluate.metrics import FIDELITY_METRICS, METRICS
-from edgeopt.pipeline.deploy import Deployment
+from edgeopt.pipeline.request import Deployment
 from edgeopt.search.candidates import SKIPPED_BUDGET, fallback_label, fallback_sizes
 
 ROOT = Path(__file__).resolve().parents[1]

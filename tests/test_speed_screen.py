@@ -172,7 +172,7 @@ def test_targets_as_fast_as_the_fastest_go_cheapest_build_first() -> None:
 
 
 def test_deploy_help_states_the_default_auto_budget() -> None:
-    from edgeopt.pipeline.deploy import AUTO_BUDGET_S
+    from edgeopt.pipeline.request import AUTO_BUDGET_S
 
     source = (Path(__file__).parents[1] / "edgeopt" / "cli" / "deploy_command.py").read_text()
     assert f"{AUTO_BUDGET_S:g} unless --exhaustive" in source.replace('"\n                     "', "")

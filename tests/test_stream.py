@@ -142,7 +142,8 @@ def test_stream_feeds_state_back_and_catches_a_candidate_that_ignores_it(cell, t
 
 def test_calibration_sees_the_states_the_stream_produces(tmp_path) -> None:
     """Calibration feeds steps one by one: each step's state is the one the fp32 stream fed there, not zeros."""
-    from edgeopt.pipeline.deploy import DeployRequest, LogEvents, prepare
+    from edgeopt.pipeline.request import DeployRequest, LogEvents
+    from edgeopt.pipeline.stages import prepare
 
     model = recurrent_cell(tmp_path / "cell.onnx")
     calib, evaluation = stream_data(tmp_path / "c.npz", steps=12, seed=3), stream_data(tmp_path / "e.npz", seed=4)

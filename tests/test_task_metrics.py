@@ -23,9 +23,9 @@ from edgeopt.builtin.task_metrics import (
     edit_distance,
 )
 from edgeopt.errors import DataError, PluginError
-from edgeopt.evaluate.metric_table import check_metric
 from edgeopt.evaluate.metrics import evaluate, metric_unit
-from edgeopt.plugin.manager import get_plugin_manager, hookimpl
+from edgeopt.plugin import hookimpl
+from edgeopt.plugin.manager import get_plugin_manager
 
 
 def one_hot_paths(paths: list[list[int]], classes: int) -> np.ndarray:
@@ -197,7 +197,7 @@ def test_a_plugin_metric_joins_the_builtins_and_judges_candidates() -> None:
     assert found["vendor-mae"].plugin == "vendor" and \
         found["ctc-text-accuracy"].plugin == "edgeopt.builtin.task_metrics"
     assert "edgeopt_metrics" in {s.name: s for s in pm.plugins()}["vendor"].hooks
-    check_metric("vendor-mae", pm)
+    pm.check_metric("vendor-mae")
     assert metric_unit("vendor-mae") == "units" and metric_unit("ctc-text-accuracy") == "points"
     labels = np.zeros((4, 2))
     m = evaluate([labels + 1.0], [labels + 1.5], labels=labels, metric="vendor-mae", synthetic=False)
@@ -236,7 +236,7 @@ def test_a_broken_metric_plugin_is_quarantined_and_an_unknown_name_lists_every_m
     assert status["raising"].status == "broken" and "boom" in status["raising"].error
     assert status["badname"].status == "broken" and "metric name" in status["badname"].error
     with pytest.raises(DataError, match="unknown metric 'ctc'") as info:
-        check_metric("ctc", pm)
+        pm.check_metric("ctc")
     assert "detection-map50" in info.value.hint and "accuracy" in info.value.hint
 
 

@@ -9,20 +9,35 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from edgeopt import __version__
+from edgeopt.artifact.report_html import HTML_NAME
 from edgeopt.artifact.write import MANIFEST_SCHEMA_VERSION
+from edgeopt.compression.deploy_guard import with_deployed
 from edgeopt.evaluate.metrics import metric_unit
 from edgeopt.graph.index_bounds import index_limits
 from edgeopt.graph.layouts import read_layouts
 from edgeopt.types import Dataset, DeviceProfile, Graph, PassSpec, TargetInfo, TensorSpec
+from edgeopt.version import __version__
 
 if TYPE_CHECKING:
-    from edgeopt.pipeline.deploy import DeployRequest
-    from edgeopt.search.candidates import Candidate
+    from edgeopt.search.candidates import Candidate, CandidateContext
+    from edgeopt.search.run import Search
+
+
+class RequestFields(Protocol):
+    """What the manifest records of the deploy's request (``edgeopt.pipeline.request.DeployRequest`` has it)."""
+
+    source: object
+    precision: str
+    max_drop: float
+    batches: tuple[int, ...]
+    slo_ms: float | None
+    force_precision: bool
+    threads: int | None
+    budget_s: float | None
 
 RECORDED_PACKAGES = (
     "onnx",
@@ -145,7 +160,7 @@ def manifest_state(manifest: Mapping[str, Any]) -> dict[str, str]:
 
 def build_manifest(
     *,
-    request: DeployRequest,
+    request: RequestFields,
     graph: Graph,
     summary: Any,
     target: TargetInfo,
@@ -157,6 +172,11 @@ def build_manifest(
     warnings: Sequence[str],
     calibration: Dataset,
     evaluation: Dataset,
+    search: Search,
+    search_context: CandidateContext,
+    search_s: float,
+    compression: Mapping[str, Any] | None = None,
+    selection: Mapping[str, Any] | None = None,
 ) -> dict:
     compiled = chosen.compiled
     assert compiled is not None and chosen.metrics is not None
@@ -219,4 +239,47 @@ def build_manifest(
         "warnings": list(warnings),
         "environment": environment(),
     }
-    return _jsonable(manifest)
+    manifest = _jsonable(manifest)
+    manifest["search"] = search_section(request, search_context, search, chosen, search_s)
+    manifest["sensitivity"] = sensitivity_rows(search, chosen)
+    if compression:
+        manifest["compression"] = with_deployed(compression, manifest["metrics"])
+    if selection is not None:
+        manifest["selection"] = dict(selection)
+    return manifest
+def search_section(request: RequestFields, ctx: CandidateContext, search: Search, chosen: Candidate,
+                    elapsed: float) -> dict:
+    cands = search.candidates
+    metric = chosen.metrics.metric if chosen.metrics else None
+    section = {
+        "precision": request.precision,
+        "budget_s": request.budget_s,
+        "elapsed_s": round(elapsed, 3),
+        "elapsed_covers": "compile, evaluation, fallback and sensitivity; not timing or profiling",
+        "metric": metric,
+        "units": metric_unit(metric) if metric else None,
+        "max_drop": request.max_drop,
+        "evaluated": sum(c.status not in ("skipped",) for c in cands),
+        "skipped": [c.label for c in cands if c.status == "skipped"],
+        "cache": {
+            "enabled": ctx.cache is not None,
+            "hits": sum(c.cached for c in cands),
+            "dir": str(ctx.cache.root) if ctx.cache is not None else None,
+            "timing": "re-measured for every candidate; only compile and evaluation are reused",
+        },
+        "fallback": search.fallback,
+        "notes": search.notes,
+        "report_html": HTML_NAME,
+    }
+    if search.sensitivity is not None:
+        sens = search.sensitivity
+        section["sensitivity"] = {"candidate": sens.candidate, "method": sens.method, "samples": sens.samples,
+                                  "seconds": sens.seconds, "notes": list(sens.notes)}
+    return section
+
+
+def sensitivity_rows(search: Search, chosen: Candidate) -> list[dict]:
+    if search.sensitivity is None:
+        return []
+    kept = set(chosen.plan.keep_fp32)
+    return [{**asdict(n), "kept_fp32": n.node in kept} for n in sorted(search.sensitivity.nodes, key=lambda n: n.rank)]

@@ -18,6 +18,7 @@ from typing import Any
 
 from edgeopt.artifact import atomic_dir
 from edgeopt.errors import ArtifactError, OutputPathError
+from edgeopt.hashing import sha256_file
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -27,14 +28,6 @@ SEAL_KEY = "manifest_sha256"
 
 _CHUNK = 1024 * 1024
 
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -326,7 +319,7 @@ def _verify_entry(root: Path, name: str, entry: Any) -> None:
             f"{name}: size mismatch (manifest {entry['bytes']} bytes, found {size}) — "
             "the artifact was modified or is corrupt"
         )
-    if file_sha256(p) != entry["sha256"]:
+    if sha256_file(p) != entry["sha256"]:
         raise ArtifactError(f"{name}: sha256 mismatch — the artifact was modified or is corrupt")
 
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeopt.errors import DataError
-from edgeopt.plugin.manager import hookimpl
+from edgeopt.plugin import hookimpl
 
 if TYPE_CHECKING:
-    from edgeopt.evaluate.metric_table import MetricRegister
+    from edgeopt.plugin.metrics import MetricRegister
 
 EDGEOPT_HOOK_API = 1
 

@@ -57,7 +57,7 @@ farm_commands.register(app)
 
 def _version(value: bool) -> None:
     if value:
-        from edgeopt import __version__
+        from edgeopt.version import __version__
 
         typer.echo(f"edgeopt {__version__}")
         raise typer.Exit()

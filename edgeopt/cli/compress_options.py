@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeopt.compress.spec import CompressionSpec, TrainConfig, parse_prune
+from edgeopt.compression.spec import CompressionSpec, TrainConfig, parse_prune
 from edgeopt.errors import InputSpecError
 
 if TYPE_CHECKING:

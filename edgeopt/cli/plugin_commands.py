@@ -57,10 +57,11 @@ def plugins(ctx: typer.Context, as_json: JsonOpt = False, wide: WideOpt = False)
 @plugins_app.command()
 def doctor(as_json: JsonOpt = False) -> None:
     """Each plugin's version, status, hooks, declared hook API, targets and problems; exit 1 if any is broken."""
+    from edgeopt.plugin.doctor import diagnose
     from edgeopt.plugin.hookspecs import HOOK_API_VERSION
     from edgeopt.plugin.manager import get_plugin_manager
 
-    found = get_plugin_manager().diagnose()
+    found = diagnose(get_plugin_manager())
     if as_json:
         _echo_json({"hook_api": HOOK_API_VERSION, "plugins": [asdict(d) for d in found]})
     else:

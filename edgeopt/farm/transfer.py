@@ -7,19 +7,15 @@ past ``MAX_ARTIFACT_BYTES``; the caller then checks every file against the manif
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tarfile
 from pathlib import Path, PurePosixPath
 
 from edgeopt.errors import ArtifactError, InputSpecError
 from edgeopt.farm.jobs import Blob
+from edgeopt.hashing import sha256_bytes
 
 MAX_ARTIFACT_BYTES = 8 << 30
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def checked_blob(blob: Blob, data: bytes, directory: Path) -> Path:

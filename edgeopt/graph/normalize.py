@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import shutil
 import tempfile
@@ -48,6 +47,7 @@ from edgeopt.graph.safety import (
     refuse_if_archive,
     with_env_limits,
 )
+from edgeopt.hashing import sha256_file
 from edgeopt.process.isolation import IsolatedWorker
 from edgeopt.types import Graph, ImportOptions, TensorSpec
 
@@ -59,8 +59,6 @@ __all__ = [
     "load_model",
     "load_onnx",
     "normalize",
-    "sha256_bytes",
-    "sha256_file",
 ]
 
 MODEL_FILE = "model.onnx"
@@ -70,19 +68,6 @@ LARGE_MODEL_BYTES = int(1.8 * 1024**3)
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike[str], *more: str | os.PathLike[str]) -> str:
-    """Hex sha256 of the file's bytes (followed by those of ``more`` files, when given)."""
-    digest = hashlib.sha256()
-    for item in (path, *more):
-        with open(item, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ from onnx import TensorProto, numpy_helper
 from edgeopt.errors import ModelError, ResourceLimitError, UnsafeModelError, UnsupportedModelError
 from edgeopt.graph.inspect import infer_types, iter_nodes, nbytes, tensor_nbytes
 from edgeopt.graph.utf8 import check_text
+from edgeopt.settings import parse_size
 from edgeopt.types import ImportOptions
 
 MAX_TENSOR_BYTES_ENV = "EDGEOPT_MAX_TENSOR_BYTES"
@@ -44,10 +45,6 @@ _ARCHIVE_MAGIC = (
     (0, b"\x28\xb5\x2f\xfd", "zstd"),
 )  # fmt: skip
 _ARCHIVE_HINT = "edgeopt never unpacks archives; extract it yourself and pass the .onnx file inside"
-_SIZE_UNITS = {
-    "": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2, "mb": 1000**2,
-    "g": 1024**3, "gib": 1024**3, "gb": 1000**3, "t": 1024**4, "tib": 1024**4, "tb": 1000**4,
-}  # fmt: skip
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 """Op domains accepted without ``allow_custom_ops``."""
 _RANDOM_OPS = frozenset(
@@ -67,21 +64,6 @@ def _human(size: int) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def parse_size(text: str, *, name: str) -> int:
-    """``"4294967296"``, ``"4GiB"``, ``"512M"`` (binary) or ``"3GB"`` (decimal) as bytes.
-
-    Raises ResourceLimitError naming ``name`` when ``text`` is not such a size.
-    """
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = _SIZE_UNITS.get(match.group(2).lower()) if match else None
-    if match is None or unit is None or float(match.group(1)) * unit < 1:
-        raise ResourceLimitError(
-            f"{name}={text!r} is not a size",
-            hint=f"set {name} to a number of bytes such as 4294967296, or 4GiB / 512MiB",
-        )
-    return int(float(match.group(1)) * unit)
 
 
 _DEFAULT_MAX_TENSOR_BYTES = next(f.default for f in dataclasses.fields(ImportOptions) if f.name == "max_tensor_bytes")

@@ -30,9 +30,10 @@ from typing import Any
 from edgeopt.errors import InputSpecError, ModelError, ResourceLimitError, UnsafeModelError
 from edgeopt.extras import require
 from edgeopt.graph.layouts import layout_for_rank, stamp_layouts
-from edgeopt.graph.normalize import load_onnx, normalize, sha256_file
+from edgeopt.graph.normalize import load_onnx, normalize
 from edgeopt.graph.safety import with_env_limits
-from edgeopt.plugin.manager import hookimpl
+from edgeopt.hashing import sha256_file
+from edgeopt.plugin import hookimpl
 from edgeopt.process.isolation import default_timeout_s, run_isolated
 from edgeopt.types import Graph, ImportOptions
 

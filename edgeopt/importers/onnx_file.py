@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgeopt.graph.normalize import load_onnx, normalize, sha256_file
+from edgeopt.graph.normalize import load_onnx, normalize
 from edgeopt.graph.safety import ARCHIVE_SUFFIXES
-from edgeopt.plugin.manager import hookimpl
+from edgeopt.hashing import sha256_file
+from edgeopt.plugin import hookimpl
 from edgeopt.types import Graph, ImportOptions
 
 EDGEOPT_HOOK_API = 1

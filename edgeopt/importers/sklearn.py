@@ -16,8 +16,9 @@ from typing import Any
 
 from edgeopt.errors import ModelError, UnsafeModelError, UnsupportedModelError
 from edgeopt.extras import import_optional, require
-from edgeopt.graph.normalize import normalize, sha256_bytes, sha256_file
-from edgeopt.plugin.manager import hookimpl
+from edgeopt.graph.normalize import normalize
+from edgeopt.hashing import sha256_bytes, sha256_file
+from edgeopt.plugin import hookimpl
 from edgeopt.types import Graph, ImportOptions
 
 EDGEOPT_HOOK_API = 1

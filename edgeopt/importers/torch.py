@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import onnx
 
 from edgeopt.errors import InputSpecError, ModelError, UnsafeModelError
-from edgeopt.extras import import_optional, require
-from edgeopt.graph.normalize import load_onnx, normalize, sha256_file
-from edgeopt.plugin.manager import hookimpl
+from edgeopt.extras import import_optional, is_factory_spec, require
+from edgeopt.graph.normalize import load_onnx, normalize
+from edgeopt.hashing import sha256_file
+from edgeopt.plugin import hookimpl
 from edgeopt.types import Graph, ImportOptions
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 EDGEOPT_HOOK_API = 1
 EXPORT_OPSET = 18
 """Opset asked of torch's exporter (the dynamo exporter's native one); normalize raises it if needed."""
-_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _PICKLE_SUFFIXES = (".pt", ".pth")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SHAPE_HINT = "torch models need --input-shape (e.g. 1x3x224x224), or pass a TorchSource with example inputs"
@@ -54,11 +54,6 @@ class TorchSource:
     """Names of the ONNX inputs; ``input`` for a single input, the forward parameter names otherwise."""
     output_names: Sequence[str] | None = None
     """Names of the ONNX outputs; ``output`` / ``output_<i>`` by default."""
-
-
-def is_factory_spec(source: object) -> bool:
-    """True for a ``"package.module:factory"`` string."""
-    return isinstance(source, str) and bool(_FACTORY.match(source))
 
 
 def _is_module(source: object) -> bool:

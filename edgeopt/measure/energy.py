@@ -1,4 +1,5 @@
-"""Energy: the RAPL meter (a built-in plugin), device-profile estimates, and metering a region.
+"""Energy: the RAPL meter (offered by the built-in plugin ``edgeopt.builtin.rapl``), device-profile estimates,
+and metering a region.
 
 Measured energy comes only from counters that really measure (here RAPL package domains; other
 plugins add NVML or vendor tools through ``edgeopt_energy_meters``). When no meter works, callers
@@ -14,10 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeopt.errors import DeviceError
-from edgeopt.plugin.manager import hookimpl
 from edgeopt.types import DeviceProfile, EnergyMeter, EnergyReading
-
-EDGEOPT_HOOK_API = 1
 
 RAPL_ROOT = Path("/sys/class/powercap")
 """Where Linux exposes powercap zones; package zones are ``intel-rapl:<n>`` (also on AMD)."""
@@ -111,14 +109,6 @@ class RaplMeter:
             total_uj += delta
         self._start = None
         return EnergyReading(joules=total_uj / 1e6, method=self.method)
-
-
-@hookimpl
-def edgeopt_energy_meters(device: DeviceProfile) -> list[EnergyMeter]:
-    """A RAPL meter for CPU devices when the counters are readable; nothing otherwise."""
-    if device.kind != "cpu" or not rapl_available():
-        return []
-    return [RaplMeter()]
 
 
 def estimate_energy(latency_s: float, device: DeviceProfile, *, utilization: float = 1.0) -> EnergyReading:

@@ -1,9 +1,9 @@
 """Memory of loading and running a compiled model, measured in a fresh process.
 
 RSS in a long-lived process is a poor baseline: memory freed by earlier work is reused by the
-allocator and hides new allocations. The job is plain data (``Compiled``, ``TargetInfo``,
-``DeviceProfile``, ``RunSettings``, feeds), so a spawned interpreter can rebuild the runner through
-the same installed plugins and measure it against a clean baseline.
+allocator and hides new allocations. The job is a picklable ``load`` callable and plain feeds, so a
+spawned interpreter can rebuild the runner (``edgeopt.plugin.load_runner`` does it through the same
+installed plugins) and measure it against a clean baseline.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from edgeopt.measure.harness import MemoryStats, peak_memory
-from edgeopt.types import Compiled, DeviceProfile, Feeds, RunSettings, TargetInfo
+from edgeopt.types import Feeds, Runner
 
 FRESH_PROCESS = "fresh-process"
 
@@ -24,16 +24,7 @@ _ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": 
 child shows what the measured load allocates instead of reusing what the warm-up load freed."""
 
 
-def _measure_here(
-    compiled: Compiled, target: TargetInfo, device: DeviceProfile, settings: RunSettings, feeds: Sequence[Feeds]
-) -> MemoryStats:
-    from edgeopt.plugin.manager import get_plugin_manager
-
-    pm = get_plugin_manager()
-
-    def load():  # noqa: ANN202 - a Runner
-        return pm.runner(compiled, target, device, settings)
-
+def _measure_here(load: Callable[[], Runner], feeds: Sequence[Feeds]) -> MemoryStats:
     warm = load()  # runtime libraries are loaded and initialised before the measured window
     warm.run(feeds[0])
     warm.close()
@@ -42,16 +33,9 @@ def _measure_here(
     return replace(stats, method=f"{stats.method}:{FRESH_PROCESS}")
 
 
-def measure_memory(
-    compiled: Compiled,
-    target: TargetInfo,
-    device: DeviceProfile,
-    settings: RunSettings,
-    feeds: Sequence[Feeds],
-    *,
-    timeout_s: float = 300.0,
-) -> MemoryStats:
-    """Load ``compiled`` with its target's runner in a spawned interpreter and measure RSS there.
+def measure_memory(load: Callable[[], Runner], feeds: Sequence[Feeds], *, timeout_s: float = 300.0) -> MemoryStats:
+    """Call ``load`` (picklable, e.g. a ``functools.partial`` of a module-level function) in a spawned
+    interpreter, once to warm the runtime up and once measured, and measure RSS there while it runs ``feeds``.
 
     Raises whatever the child raised (EdgeoptErrors pickle across), or ``TimeoutError``.
     """
@@ -67,5 +51,5 @@ def measure_memory(
             else:
                 os.environ[key] = value
     with pool:
-        job = pool.apply_async(_measure_here, (compiled, target, device, settings, list(feeds)))
+        job = pool.apply_async(_measure_here, (load, list(feeds)))
         return job.get(timeout_s)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.artifact.write import check_destination, verify_artifact
-from edgeopt.compress.deploy_guard import target_request
+from edgeopt.compression.deploy_guard import target_request
 from edgeopt.errors import AccuracyBudgetExceeded, EdgeoptError, TargetError
 from edgeopt.evaluate.metrics import metric_unit
 from edgeopt.measure.devices import get_profile, host_profile
@@ -30,19 +30,17 @@ from edgeopt.measure.harness import measure
 from edgeopt.measure.host import physical_cores
 from edgeopt.measure.significance import Choice, Contender, choose
 from edgeopt.passes.batch import checked_batches
-from edgeopt.pipeline.deploy import (
+from edgeopt.pipeline.finish import finish
+from edgeopt.pipeline.request import (
     AUTO_BUDGET_S,
     AUTO_TARGET,
     Deployment,
     DeployRequest,
     LogEvents,
-    Prepared,
-    TargetSearch,
+    check_deploy_request,
     default_out,
-    feeds_for_batch,
-    finish,
-    prepare,
 )
+from edgeopt.pipeline.stages import Prepared, TargetSearch, feeds_for_batch, prepare
 from edgeopt.pipeline.target_order import search_targets
 from edgeopt.plugin.manager import PluginManager, get_plugin_manager
 from edgeopt.search.candidates import Candidate, Events, Selection, select, time_candidates
@@ -393,10 +391,8 @@ def _run(
 
 def run_compare(request: DeployRequest, *, pm: PluginManager | None = None, events: Events | None = None) -> Comparison:
     """Run every eligible target's search on the same data and time their winners together."""
-    from edgeopt.pipeline.deploy import _check_request
-
     pm = pm or get_plugin_manager()
-    _check_request(request, pm)
+    check_deploy_request(request, pm)
     with tempfile.TemporaryDirectory(prefix="edgeopt-compare-") as tmp:
         comparison, *_ = _run(request, pm, events or LogEvents(), Path(tmp))
     return comparison
@@ -436,5 +432,5 @@ def deploy_auto(request: DeployRequest, *, pm: PluginManager, events: Events) ->
                         batches=tuple(sorted({setting.batch, *request.batches})))
         selection = {**comparison.to_dict(), "chosen_setting": asdict(setting)}
         path = finish(final, prepared, entry.found, replace(entry.selection, chosen=chosen), out=out, pm=pm,
-                      events=events, manifest_extra={"selection": selection})
+                      events=events, selection_record=selection)
     return Deployment(path=path, manifest=verify_artifact(path), warnings=comparison.warnings)

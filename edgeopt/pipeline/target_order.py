@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from edgeopt.errors import EdgeoptError
-from edgeopt.pipeline.deploy import DeployRequest, Prepared, TargetSearch, feeds_for_batch, open_search, time_searches
+from edgeopt.pipeline.request import DeployRequest
+from edgeopt.pipeline.stages import Prepared, TargetSearch, feeds_for_batch, open_search, time_searches
 from edgeopt.plugin.manager import PluginManager
 from edgeopt.search.candidates import Events, time_candidates
 from edgeopt.search.speed_screen import Bar

@@ -5,28 +5,36 @@ A plugin is a module (or object) with functions named like these hooks and decor
 ``EDGEOPT_HOOK_API = 1`` at module level. It may implement any subset and may accept fewer
 arguments than a spec lists. Specs only ever gain arguments.
 
-Dispatch: for target hooks (plan, compile, runner) the core calls only the plugin that registered
-the target, so an implementation sees only its own targets. A hook that raises is reported with
-the plugin's name and never takes other plugins down.
+Each spec declares how the core calls it (its ``kind``, read by ``hook_kind``):
+
+- ``each``: every plugin's implementation, one plugin at a time; one that raises is quarantined (or, for
+  ``edgeopt_deployment_registered``, reported) and the others still run.
+- ``first``: plugins in pluggy's order until one returns a result (``firstresult``).
+- ``owner``: only the plugin that registered the target, so an implementation sees only its own targets.
+
+``timed`` hooks run under ``EDGEOPT_HOOK_TIMEOUT_S``. The core calls each plugin through its own subset of the
+hook (pluggy's ``subset_hook_caller``), so a ``wrapper=True``/``hookwrapper=True`` implementation could only ever
+wrap its own plugin's call: the manager refuses such a plugin when it registers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
 if TYPE_CHECKING:
     import typer
 
-    from edgeopt.evaluate.metric_table import MetricRegister
-    from edgeopt.plugin.manager import TargetRegister
-    from edgeopt.registry.records import DeploymentRecord
+    from edgeopt.plugin.metrics import MetricRegister
+    from edgeopt.plugin.register import TargetRegister
     from edgeopt.types import (
         Compiled,
         Dataset,
+        DeploymentRecord,
         DeviceProfile,
         EnergyMeter,
         Graph,
@@ -41,12 +49,47 @@ HOOK_API_VERSION = 1
 """Bumped only when a hook changes incompatibly. Plugins declare ``EDGEOPT_HOOK_API``."""
 
 hookspec = pluggy.HookspecMarker("edgeopt")
+hookimpl = pluggy.HookimplMarker("edgeopt")
+"""Marks a plugin's implementation of one of these hooks (``edgeopt.plugin.hookimpl``)."""
+
+EACH, FIRST, OWNER = "each", "first", "owner"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class HookKind:
+    """How the core calls one hook: ``each``, ``first`` or ``owner`` (see the module's docstring), timed or not."""
+
+    kind: str
+    timed: bool = False
+
+
+def _spec(kind: str, *, timed: bool = False) -> Callable[[_F], _F]:
+    def mark(function: _F) -> _F:
+        function.edgeopt_kind = HookKind(kind, timed)  # type: ignore[attr-defined]
+        return hookspec(firstresult=kind == FIRST)(function)
+
+    return mark
+
+
+def hook_kind(name: str) -> HookKind:
+    """The declared kind of hook ``name``; ``KeyError`` for a name that is no edgeopt hook."""
+    function = globals().get(name)
+    kind = getattr(function, "edgeopt_kind", None)
+    if not isinstance(kind, HookKind):
+        raise KeyError(f"{name} is not an edgeopt hook")
+    return kind
+
+
+def hook_names() -> tuple[str, ...]:
+    """Every hook this module specifies, in the order written."""
+    return tuple(n for n, f in globals().items() if isinstance(getattr(f, "edgeopt_kind", None), HookKind))
 
 
 # --- discovery ------------------------------------------------------------------------------------
 
 
-@hookspec
+@_spec(EACH, timed=True)
 def edgeopt_register_targets(register: TargetRegister) -> None:
     """Declare the targets this plugin deploys to.
 
@@ -56,7 +99,7 @@ def edgeopt_register_targets(register: TargetRegister) -> None:
     """
 
 
-@hookspec
+@_spec(EACH)
 def edgeopt_energy_meters(device: DeviceProfile) -> list[EnergyMeter] | None:
     """Return energy counters that can be read on this machine for ``device``.
 
@@ -65,7 +108,7 @@ def edgeopt_energy_meters(device: DeviceProfile) -> list[EnergyMeter] | None:
     """
 
 
-@hookspec
+@_spec(EACH, timed=True)
 def edgeopt_metrics(register: MetricRegister) -> None:
     """Declare task metrics that ``--metric NAME`` can judge candidates by, e.g. ones that decode outputs.
 
@@ -81,7 +124,7 @@ def edgeopt_metrics(register: MetricRegister) -> None:
     """
 
 
-@hookspec
+@_spec(EACH)
 def edgeopt_cli_commands(app: typer.Typer) -> None:
     """Add commands to the ``edgeopt`` CLI using Typer's own API (``app.command()(fn)``)."""
 
@@ -89,7 +132,7 @@ def edgeopt_cli_commands(app: typer.Typer) -> None:
 # --- import ---------------------------------------------------------------------------------------
 
 
-@hookspec(firstresult=True)
+@_spec(FIRST)
 def edgeopt_import(source: object, options: ImportOptions, workdir: Path) -> Graph | None:
     """Turn ``source`` (a path, or an in-memory model object) into a normalized Graph.
 
@@ -102,7 +145,7 @@ def edgeopt_import(source: object, options: ImportOptions, workdir: Path) -> Gra
 # --- per target -----------------------------------------------------------------------------------
 
 
-@hookspec
+@_spec(OWNER, timed=True)
 def edgeopt_plan(
     graph: Graph, target: TargetInfo, device: DeviceProfile, precision: str
 ) -> list[Plan] | None:
@@ -115,7 +158,7 @@ def edgeopt_plan(
     """
 
 
-@hookspec
+@_spec(OWNER)
 def edgeopt_compile(
     graph: Graph,
     plan: Plan,
@@ -136,7 +179,7 @@ def edgeopt_compile(
     """
 
 
-@hookspec
+@_spec(OWNER)
 def edgeopt_runner(
     compiled: Compiled, target: TargetInfo, device: DeviceProfile, settings: RunSettings
 ) -> Runner | None:
@@ -150,7 +193,7 @@ def edgeopt_runner(
 # --- after deploy ---------------------------------------------------------------------------------
 
 
-@hookspec
+@_spec(EACH)
 def edgeopt_deployment_registered(record: DeploymentRecord) -> Mapping[str, str] | None:
     """A deploy was written, verified and committed to the deployment registry as ``record``.
 

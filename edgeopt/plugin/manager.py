@@ -1,18 +1,17 @@
 """Loading plugins and calling their hooks, one plugin's failure never taking the others down.
 
-Plugins come from the ``edgeopt`` entry-point group (plus the core's built-in importers and
-meters). ``EDGEOPT_DISABLE_PLUGIN_AUTOLOAD=1`` loads no entry points; ``EDGEOPT_PLUGINS=a,b`` loads
-only those; ``EDGEOPT_BLOCKED_PLUGINS=a,b`` never loads those. A plugin that fails to import, has
-the wrong ``EDGEOPT_HOOK_API``, misspells a hook, or raises inside a hook is quarantined: recorded
-in ``problems`` with its name and error, while the rest keep working.
+Plugins come from the ``edgeopt`` entry-point group (plus the core's built-in importers, meter and metrics).
+``EDGEOPT_DISABLE_PLUGIN_AUTOLOAD=1`` loads no entry points; ``EDGEOPT_PLUGINS=a,b`` loads only those;
+``EDGEOPT_BLOCKED_PLUGINS=a,b`` never loads those. A plugin that fails to import, has the wrong
+``EDGEOPT_HOOK_API``, misspells a hook, implements one as a wrapper, or raises inside a hook is quarantined:
+recorded in ``problems`` with its name and error, while the rest keep working.
 
-Discovery hooks (``edgeopt_register_targets``, ``edgeopt_plan``, ``edgeopt_metrics``) run with a timeout of
-``EDGEOPT_HOOK_TIMEOUT_S`` seconds (default 60; ``0`` turns it off): a call that has not returned by
-then is abandoned in its thread and its plugin quarantined. Compiling is left to the plugin, which
-runs vendor compilers in a subprocess with its own timeout.
-
-Plugins take their folders from ``cache_dir("<plugin>")`` / ``data_dir("<plugin>")`` re-exported here
-(``edgeopt.settings``: ``$EDGEOPT_CACHE_DIR`` / ``$EDGEOPT_DATA_DIR``, else the platform's user folders).
+Every call goes to one plugin at a time, through pluggy's public ``subset_hook_caller``, as the hook's declared
+kind says (``edgeopt.plugin.hookspecs``): ``each`` hooks on every plugin in turn, ``first`` hooks until one
+answers, ``owner`` hooks on the plugin that registered the target only. ``timed`` hooks run with a timeout of
+``EDGEOPT_HOOK_TIMEOUT_S`` seconds (default 60; ``0`` turns it off): a call that has not returned by then is
+abandoned in its thread and its plugin quarantined. Compiling is left to the plugin, which runs vendor
+compilers in a subprocess with its own timeout.
 """
 
 from __future__ import annotations
@@ -23,26 +22,29 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from edgeopt.errors import EdgeoptError, PluginError, TargetError, TargetUnavailable
+from edgeopt.errors import DataError, EdgeoptError, PluginError, TargetError, TargetUnavailable
+from edgeopt.evaluate.metrics import FIDELITY_METRICS, METRICS
 from edgeopt.plugin import hookspecs
-from edgeopt.settings import cache_dir as cache_dir  # re-exported for plugins: their cache folders
-from edgeopt.settings import data_dir as data_dir
+from edgeopt.plugin.hookspecs import FIRST, OWNER, hook_kind
+from edgeopt.plugin.metrics import MetricRegister, activate
+from edgeopt.plugin.register import TargetRegister
+from edgeopt.types import TargetInfo
 
 if TYPE_CHECKING:
     import typer
 
     from edgeopt.evaluate.metric_table import TaskMetric
-    from edgeopt.registry.records import DeploymentRecord
     from edgeopt.types import (
         Compiled,
         Dataset,
+        DeploymentRecord,
         DeviceProfile,
         EnergyMeter,
         Graph,
@@ -52,26 +54,21 @@ if TYPE_CHECKING:
         RunSettings,
     )
 
-from edgeopt.types import TargetInfo
-
 ENTRY_POINT_GROUP = "edgeopt"
 BUILTIN_PLUGINS = (
     "edgeopt.importers.onnx_file",
     "edgeopt.importers.torch",
     "edgeopt.importers.sklearn",
     "edgeopt.importers.keras",
-    "edgeopt.measure.energy",
+    "edgeopt.builtin.rapl",
     "edgeopt.builtin.task_metrics",
 )
-
 DEFAULT_HOOK_TIMEOUT_S = 60.0
-"""Seconds a discovery hook may take when ``EDGEOPT_HOOK_TIMEOUT_S`` is unset."""
-TIMED_HOOKS = ("edgeopt_register_targets", "edgeopt_plan", "edgeopt_metrics")
-"""Hooks the manager calls with a timeout."""
-TARGET_HOOKS = ("edgeopt_plan", "edgeopt_compile", "edgeopt_runner")
+"""Seconds a timed hook may take when ``EDGEOPT_HOOK_TIMEOUT_S`` is unset."""
+TARGET_HOOKS = tuple(name for name in hookspecs.hook_names() if hook_kind(name).kind == OWNER)
 """Hooks a plugin that registers targets must implement."""
-
-hookimpl = pluggy.HookimplMarker("edgeopt")
+TIMED_HOOKS = tuple(name for name in hookspecs.hook_names() if hook_kind(name).timed)
+"""Hooks the manager calls with a timeout."""
 
 
 @dataclass(frozen=True)
@@ -87,21 +84,6 @@ class PluginStatus:
     builtin: bool = False
     api_version: object = None
     """The plugin's declared ``EDGEOPT_HOOK_API`` (None when it could not be imported)."""
-
-
-@dataclass(frozen=True)
-class PluginDiagnosis:
-    """One plugin as ``edgeopt plugins doctor`` shows it: what it is, what it offers, what is wrong."""
-
-    name: str
-    version: str
-    status: str
-    builtin: bool
-    api_version: object
-    hooks: tuple[str, ...]
-    targets: tuple[TargetInfo, ...]
-    problems: tuple[str, ...]
-    """Everything a user or the plugin's author should fix; empty when the plugin is healthy."""
 
 
 class HookTimeout(PluginError):
@@ -127,66 +109,49 @@ def hook_timeout_s() -> float | None:
     return value or None
 
 
-def _check_tolerances(plugin: str, target: str, precisions: tuple[str, ...], tolerances: Mapping[str, float]) -> None:
-    for precision, value in tolerances.items():
-        if precision not in precisions:
-            raise PluginError(
-                f"plugin {plugin!r} gives target {target!r} a tolerance for undeclared precision {precision!r}"
-            )
-        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise PluginError(
-                f"plugin {plugin!r} gives target {target!r} precision {precision!r} tolerance {value!r}; "
-                "a tolerance is a positive number (max |out - ref| / max |ref|)"
-            )
-
-
-@dataclass
-class TargetRegister:
-    """Handed to ``edgeopt_register_targets``; records targets under the calling plugin's name."""
-
-    plugin: str
-    targets: list[TargetInfo] = field(default_factory=list)
-
-    def add_target(
-        self,
-        name: str,
-        *,
-        description: str,
-        precisions: tuple[str, ...] | list[str],
-        available: bool = True,
-        reason: str = "",
-        device_kinds: tuple[str, ...] | list[str] = ("cpu",),
-        tolerances: Mapping[str, float] | None = None,
-        compression_speedups: tuple[str, ...] | list[str] = (),
-        emulated: str = "",
-    ) -> None:
-        """Record one target. ``tolerances`` maps a precision to its largest acceptable error against
-        the fp32 reference (``max|out - ref| / max|ref|``); see ``TargetInfo.tolerances``.
-        ``compression_speedups``, ``emulated``: see ``TargetInfo``."""
-        if not available and not reason:
-            raise PluginError(f"plugin {self.plugin!r} marked target {name!r} unavailable without a reason")
-        _check_tolerances(self.plugin, name, tuple(precisions), dict(tolerances or {}))
-        self.targets.append(
-            TargetInfo(
-                name=name,
-                plugin=self.plugin,
-                description=description,
-                precisions=tuple(precisions),
-                available=available,
-                reason=reason,
-                device_kinds=tuple(device_kinds),
-                tolerances=dict(tolerances or {}),
-                compression_speedups=tuple(compression_speedups),
-                emulated=emulated,
-            )
-        )
-
-
 def _env_list(name: str) -> set[str] | None:
     value = os.environ.get(name)
     if value is None:
         return None
     return {item.strip() for item in value.split(",") if item.strip()}
+
+
+def _refuse_wrappers(pm: pluggy.PluginManager, name: str, plugin: object) -> None:
+    for caller in pm.get_hookcallers(plugin) or ():
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name == name and (impl.wrapper or impl.hookwrapper):
+                raise PluginError(
+                    f"implements {caller.name} as a wrapper; edgeopt calls each plugin's implementation on its own, "
+                    "so a wrapper could only wrap its own plugin",
+                    hint="declare it with a plain @edgeopt.plugin.hookimpl",
+                )
+
+
+def _timed(plugin: str, hook: str, call: Callable[[], Any]) -> Any:
+    """``call()`` in a worker thread; past ``hook_timeout_s()`` abandon it and raise ``HookTimeout``.
+
+    Python cannot stop a thread, so a hung call keeps running (as a daemon) but its result is never used;
+    the caller quarantines the plugin so nothing calls into it again.
+    """
+    timeout = hook_timeout_s()
+    if timeout is None:
+        return call()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = call()
+        except BaseException as exc:  # handed to the calling thread below
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"edgeopt:{plugin}:{hook}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise HookTimeout(f"plugin {plugin!r} did not return from {hook} within {timeout:g} s and was quarantined")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
 
 
 class PluginManager:
@@ -224,7 +189,7 @@ class PluginManager:
         self, name: str, load: Callable[[], Any], *, version: str = "", builtin: bool = False
     ) -> None:
         if version == "":
-            from edgeopt import __version__
+            from edgeopt.version import __version__
 
             version = __version__
         api = None
@@ -240,7 +205,8 @@ class PluginManager:
             self._pm.register(plugin, name=name)
             try:
                 self._pm.check_pending()
-            except pluggy.PluginValidationError:
+                _refuse_wrappers(self._pm, name, plugin)
+            except (pluggy.PluginValidationError, PluginError):
                 self._pm.unregister(name=name)
                 raise
             hooks = tuple(sorted(h.name for h in self._pm.get_hookcallers(plugin) or ()))
@@ -276,47 +242,40 @@ class PluginManager:
         )
         self._targets = self._metrics = None
 
-    def _impls(self, hook: str, plugin: str | None = None) -> Iterator[tuple[str, Callable[..., Any], list[str]]]:
-        """Hook implementations in pluggy's call order, optionally only ``plugin``'s."""
-        caller = getattr(self._pm.hook, hook)
-        for impl in reversed(caller.get_hookimpls()):
-            if plugin is not None and impl.plugin_name != plugin:
+    # -- dispatch ----------------------------------------------------------------------------------
+
+    def _implementers(self, hook: str, plugin: str | None = None) -> Iterator[str]:
+        """Healthy plugins implementing ``hook`` in pluggy's call order (last registered first), or only ``plugin``."""
+        seen: set[str] = set()
+        for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):
+            name = impl.plugin_name
+            status = self._statuses.get(name)
+            if name in seen or (plugin is not None and name != plugin) or (status and status.status != "ok"):
                 continue
-            if self._statuses.get(impl.plugin_name, None) and self._statuses[impl.plugin_name].status != "ok":
-                continue
-            yield impl.plugin_name, impl.function, list(impl.argnames)
+            seen.add(name)
+            yield name
 
-    @staticmethod
-    def _call(function: Callable[..., Any], argnames: list[str], kwargs: dict[str, Any]) -> Any:
-        return function(**{a: kwargs[a] for a in argnames})
+    def _call(self, hook: str, plugin: str, kwargs: dict[str, Any]) -> Any:
+        """``plugin``'s implementation of ``hook`` alone (its subset of the hook), under the hook's timeout if it
+        is timed; its result, or None."""
+        others = [p for n, p in self._pm.list_name_plugin() if n != plugin]
+        caller = self._pm.subset_hook_caller(hook, remove_plugins=others)
 
-    def _timed_call(
-        self, plugin: str, hook: str, function: Callable[..., Any], argnames: list[str], kwargs: dict[str, Any]
-    ) -> Any:
-        """Call a hook in a worker thread; past ``hook_timeout_s()`` abandon it and raise ``HookTimeout``.
+        def call() -> Any:
+            result = caller(**kwargs)
+            if hook_kind(hook).kind == FIRST:
+                return result
+            return result[0] if result else None
 
-        Python cannot stop a thread, so a hung call keeps running (as a daemon) but its result is never
-        used; the caller quarantines the plugin so nothing calls into it again.
-        """
-        timeout = hook_timeout_s()
-        if timeout is None:
-            return self._call(function, argnames, kwargs)
-        box: dict[str, Any] = {}
+        return _timed(plugin, hook, call) if hook_kind(hook).timed else call()
 
-        def work() -> None:
+    def _each(self, hook: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+        """``(plugin, result)`` of every healthy plugin's ``hook``; one that raises is quarantined and skipped."""
+        for name in list(self._implementers(hook)):
             try:
-                box["result"] = self._call(function, argnames, kwargs)
-            except BaseException as exc:  # handed to the calling thread below
-                box["error"] = exc
-
-        worker = threading.Thread(target=work, name=f"edgeopt:{plugin}:{hook}", daemon=True)
-        worker.start()
-        worker.join(timeout)
-        if worker.is_alive():
-            raise HookTimeout(f"plugin {plugin!r} did not return from {hook} within {timeout:g} s and was quarantined")
-        if "error" in box:
-            raise box["error"]
-        return box.get("result")
+                yield name, self._call(hook, name, kwargs)
+            except Exception as exc:
+                self._quarantine(name, hook, exc)
 
     # -- hooks -------------------------------------------------------------------------------------
 
@@ -324,10 +283,10 @@ class PluginManager:
         """Every target every healthy plugin registers; a plugin that raises is quarantined."""
         if self._targets is None:
             found: list[TargetInfo] = []
-            for name, fn, args in self._impls("edgeopt_register_targets"):
+            for name in list(self._implementers("edgeopt_register_targets")):
                 register = TargetRegister(plugin=name)
                 try:
-                    self._timed_call(name, "edgeopt_register_targets", fn, args, {"register": register})
+                    self._call("edgeopt_register_targets", name, {"register": register})
                 except Exception as exc:
                     self._quarantine(name, "edgeopt_register_targets", exc)
                     continue
@@ -339,20 +298,28 @@ class PluginManager:
         """Every task metric healthy plugins add (``edgeopt_metrics``), by name, made this process's active plugin
         metrics (``edgeopt.evaluate.metric_table``). A plugin whose hook raises is quarantined; two plugins claiming one
         name, or a plugin claiming a built-in's, is a ``PluginError`` naming both."""
-        from edgeopt.evaluate.metric_table import MetricRegister, activate
-
         if self._metrics is None:
             found: list[TaskMetric] = []
-            for name, fn, args in self._impls("edgeopt_metrics"):
+            for name in list(self._implementers("edgeopt_metrics")):
                 register = MetricRegister(plugin=name)
                 try:
-                    self._timed_call(name, "edgeopt_metrics", fn, args, {"register": register})
+                    self._call("edgeopt_metrics", name, {"register": register})
                 except Exception as exc:
                     self._quarantine(name, "edgeopt_metrics", exc)
                     continue
                 found.extend(register.metrics)
             self._metrics = found
         return activate(self._metrics)
+
+    def check_metric(self, metric: object) -> None:
+        """Refuse an unknown ``--metric`` name before any work, listing every name available (built-in and plugin);
+        a plugin's name activates this manager's plugin metrics. A built-in name, a callable or None passes."""
+        if not isinstance(metric, str) or metric in METRICS or metric in FIDELITY_METRICS:
+            return
+        plugins = self.metrics()
+        if metric not in plugins:
+            raise DataError(f"unknown metric {metric!r}",
+                            hint=f"choose one of: {', '.join([*METRICS, *FIDELITY_METRICS, *sorted(plugins)])}")
 
     def target(self, name: str, *, require_available: bool = True) -> TargetInfo:
         matches = [t for t in self.targets() if t.name == name]
@@ -370,9 +337,9 @@ class PluginManager:
 
     def import_model(self, source: object, options: ImportOptions, workdir: Path) -> Graph | None:
         """First importer that recognises ``source`` wins. EdgeoptErrors pass through unchanged."""
-        for name, fn, args in self._impls("edgeopt_import"):
+        for name in list(self._implementers("edgeopt_import")):
             try:
-                graph = self._call(fn, args, {"source": source, "options": options, "workdir": workdir})
+                graph = self._call("edgeopt_import", name, {"source": source, "options": options, "workdir": workdir})
             except EdgeoptError:
                 raise
             except Exception as exc:
@@ -382,12 +349,9 @@ class PluginManager:
         return None
 
     def _target_call(self, hook: str, target: TargetInfo, kwargs: dict[str, Any]) -> Any:
-        for name, fn, args in self._impls(hook, plugin=target.plugin):
+        for name in list(self._implementers(hook, plugin=target.plugin)):
             try:
-                if hook in TIMED_HOOKS:
-                    result = self._timed_call(name, hook, fn, args, kwargs)
-                else:
-                    result = self._call(fn, args, kwargs)
+                result = self._call(hook, name, kwargs)
             except HookTimeout as exc:
                 self._quarantine(name, hook, exc)
                 raise
@@ -444,70 +408,26 @@ class PluginManager:
         return runner
 
     def energy_meters(self, device: DeviceProfile) -> list[EnergyMeter]:
-        meters: list[EnergyMeter] = []
-        for name, fn, args in self._impls("edgeopt_energy_meters"):
-            try:
-                meters.extend(self._call(fn, args, {"device": device}) or [])
-            except Exception as exc:
-                self._quarantine(name, "edgeopt_energy_meters", exc)
-        return meters
+        return [meter for _, found in self._each("edgeopt_energy_meters", {"device": device}) for meter in found or []]
 
     def add_cli_commands(self, app: typer.Typer) -> None:
-        for name, fn, args in self._impls("edgeopt_cli_commands"):
-            try:
-                self._call(fn, args, {"app": app})
-            except Exception as exc:
-                self._quarantine(name, "edgeopt_cli_commands", exc)
+        for _ in self._each("edgeopt_cli_commands", {"app": app}):
+            pass
 
     def deployment_registered(self, record: DeploymentRecord) -> tuple[dict[str, str], list[str]]:
         """Tell every plugin about a registered deployment; return the links they gave and their failures
         (``plugin 'x' failed ...`` lines for the caller to warn about; a failing plugin is not quarantined)."""
         links: dict[str, str] = {}
         problems: list[str] = []
-        for name, fn, args in self._impls("edgeopt_deployment_registered"):
+        for name in list(self._implementers("edgeopt_deployment_registered")):
             try:
-                found = self._call(fn, args, {"record": record})
+                found = self._call("edgeopt_deployment_registered", name, {"record": record})
             except Exception as exc:
                 problems.append(f"plugin {name!r} failed in edgeopt_deployment_registered: {type(exc).__name__}: {exc}")
                 continue
             if isinstance(found, Mapping):
                 links.update({str(k): str(v) for k, v in found.items()})
         return links, problems
-
-    # -- diagnosis ---------------------------------------------------------------------------------
-
-    def diagnose(self) -> list[PluginDiagnosis]:
-        """Every plugin with its declared hook API, targets and problems (registers targets first)."""
-        targets = self.targets()
-        owners: dict[str, str] = {}
-        for t in targets:
-            owners.setdefault(t.name, t.plugin)
-        found = []
-        for status in self.plugins():
-            mine = tuple(t for t in targets if t.plugin == status.name)
-            problems: list[str] = [status.error] if status.error else []
-            missing = [h for h in TARGET_HOOKS if h not in status.hooks]
-            if mine and missing:
-                problems.append(f"registers targets but does not implement {', '.join(missing)}")
-            for t in mine:
-                if not t.available:
-                    problems.append(f"target {t.name!r} is unavailable: {t.reason}")
-                if owners[t.name] != status.name:
-                    problems.append(f"target {t.name!r} is also registered by {owners[t.name]!r}, which wins")
-            found.append(
-                PluginDiagnosis(
-                    name=status.name,
-                    version=status.version,
-                    status=status.status,
-                    builtin=status.builtin,
-                    api_version=status.api_version,
-                    hooks=status.hooks,
-                    targets=mine,
-                    problems=tuple(problems),
-                )
-            )
-        return found
-
 
 def get_plugin_manager(*, builtins: bool = True, entry_points: bool = True) -> PluginManager:
     """A fresh manager with the built-in plugins and the installed entry-point plugins loaded."""
@@ -517,3 +437,9 @@ def get_plugin_manager(*, builtins: bool = True, entry_points: bool = True) -> P
     if entry_points:
         pm.load_entry_points()
     return pm
+
+
+def load_runner(compiled: Compiled, target: TargetInfo, device: DeviceProfile, settings: RunSettings) -> Runner:
+    """``compiled`` loaded by its target's runner through a fresh manager with every installed plugin: picklable
+    by reference, for a process that has no manager (``edgeopt.measure.memory.measure_memory``)."""
+    return get_plugin_manager().runner(compiled, target, device, settings)

@@ -50,7 +50,7 @@ def memory_limit_bytes(value: int | str | None) -> int:
         raise InputSpecError(f"--max-memory must be a size such as 2GiB, got {value!r}",
                              hint="give bytes, or a size like 2GiB / 1500MB")
     if isinstance(value, str):
-        from edgeopt.graph.safety import parse_size
+        from edgeopt.settings import parse_size
 
         try:
             value = parse_size(value, name="--max-memory")

@@ -16,7 +16,7 @@ from edgeopt.registry.refs import RegistryError
 from edgeopt.registry.store import Registry, open_registry, require_registry
 
 if TYPE_CHECKING:
-    from edgeopt.pipeline.deploy import Deployment, DeployRequest
+    from edgeopt.pipeline.request import Deployment, DeployRequest
     from edgeopt.plugin.manager import PluginManager
     from edgeopt.search.candidates import Events
 
@@ -64,7 +64,8 @@ def deploy_and_register(
 ) -> Deployment:
     """``run_deploy`` plus the registry: the report links the previous version of ``name`` and the verified
     artifact is registered as its next version. Registry trouble is a warning, never a failed deploy."""
-    from edgeopt.pipeline.deploy import LogEvents, run_deploy
+    from edgeopt.pipeline.deploy import run_deploy
+    from edgeopt.pipeline.request import LogEvents
     from edgeopt.plugin.manager import get_plugin_manager
 
     events = events or LogEvents()
@@ -140,7 +141,7 @@ def redeploy(
     """Re-run ``ref``'s recorded deploy (same source, target, device, precision and options; ``calib``/``eval``
     replace the recorded data when given) with today's toolchain, register it as the next version of its name,
     and diff the new version against ``ref``. The precision is pinned to the one ``ref`` shipped."""
-    from edgeopt.pipeline.deploy import DeployRequest
+    from edgeopt.pipeline.request import DeployRequest
 
     registry = require_registry()
     base = registry.resolve(ref)

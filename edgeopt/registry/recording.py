@@ -19,7 +19,7 @@ from edgeopt.registry.store import Registry, open_registry
 from edgeopt.types import Dataset, Graph, TensorSpec
 
 if TYPE_CHECKING:
-    from edgeopt.pipeline.deploy import Deployment
+    from edgeopt.pipeline.request import Deployment
     from edgeopt.plugin.manager import PluginManager
 
 Warn = Callable[[str], None]
@@ -73,7 +73,7 @@ def calibration_summary(manifest: Mapping[str, Any], artifact: Path, calib: obje
     regenerated with the deploy's own seed)."""
     from edgeopt.artifact.manifest import manifest_state
     from edgeopt.data.datasets import load_dataset, synthetic_dataset
-    from edgeopt.pipeline.deploy import SYNTHETIC_SAMPLES
+    from edgeopt.pipeline.request import SYNTHETIC_SAMPLES
 
     graph, state = _manifest_graph(manifest, artifact), manifest_state(manifest)
     if calib is None:

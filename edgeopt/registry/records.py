@@ -5,60 +5,15 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeopt.artifact.write import MANIFEST_NAME
+from edgeopt.types import DeploymentRecord  # noqa: F401 - the registry's record, defined with the other stage types
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """A deployment name: letters, digits, ``.``, ``_``, ``-`` (no ``:`` or ``@``, which refs use)."""
 STAGES = ("production", "staging")
-
-
-@dataclass(frozen=True)
-class DeploymentRecord:
-    """One registered deployment. Mappings are plain JSON data taken from the manifest."""
-
-    name: str
-    version: int
-    """1, 2, ... per name, assigned by the registry at registration."""
-    created: str
-    """When it was registered, ISO 8601 UTC."""
-    source_path: str
-    source_format: str
-    source_fingerprint: str
-    graph_fingerprint: str
-    target: str
-    device: str
-    precision: str
-    plan: Mapping[str, Any]
-    """The manifest's ``plan``: precision, label, passes with parameters, threads."""
-    metrics: Mapping[str, Any]
-    """The manifest's ``metrics``: metric, reference, candidate, drop, fidelity, units."""
-    profile: Mapping[str, Any]
-    """The manifest's ``profile``: latency per batch, size, memory, energy, each with its method."""
-    artifact_path: str
-    """Absolute path of the artifact directory."""
-    manifest_sha256: str
-    """sha256 of the artifact's ``manifest.json`` bytes; loading through the registry checks it."""
-    request: Mapping[str, Any] = field(default_factory=dict)
-    """What ``edgeopt redeploy`` re-runs: source, weights, calib/eval paths and the deploy options."""
-    calibration: Mapping[str, Any] = field(default_factory=dict)
-    """Per-input-channel summary of the calibration data (``edgeopt.monitoring.stats.summarize``)."""
-    environment: Mapping[str, Any] = field(default_factory=dict)
-    edgeopt_version: str = ""
-    links: Mapping[str, str] = field(default_factory=dict)
-    """References plugins returned from ``edgeopt_deployment_registered`` (e.g. an MLflow run)."""
-    stages: tuple[str, ...] = ()
-    """Stages that point at this version now (filled when read from the registry)."""
-    measured_on: Mapping[str, Any] = field(default_factory=dict)
-    """Where a device farm measured it (the manifest's ``measured_on``: node, device, device profile;
-    ``edgeopt.farm``); empty for a deploy measured on the machine that ran it."""
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}:{self.version}"
 
 
 def manifest_sha256(artifact: Path) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeopt.artifact.write import file_sha256
+from edgeopt.hashing import sha256_file
 from edgeopt.settings import cache_dir
 from edgeopt.types import Compiled, Dataset, PassSpec, Plan
 
@@ -166,9 +166,9 @@ class SearchCache:
         try:
             record = json.loads((entry / "record.json").read_text(encoding="utf-8"))
             stored = {name: entry / "files" / name for name in record["files"]}
-            if any(file_sha256(p) != record["files"][n] for n, p in stored.items()):
+            if any(sha256_file(p) != record["files"][n] for n, p in stored.items()):
                 raise ValueError("sha256 mismatch")
-            if file_sha256(entry / "outputs.npz") != record["outputs_sha256"]:
+            if sha256_file(entry / "outputs.npz") != record["outputs_sha256"]:
                 raise ValueError("sha256 mismatch")
             with np.load(entry / "outputs.npz", allow_pickle=False) as npz:
                 outputs = [npz[f"output_{i}"] for i in range(record["outputs"])]
@@ -209,14 +209,14 @@ class SearchCache:
                 dst = tmp / "files" / name
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(compiled.directory / name, dst)
-                files[name] = file_sha256(dst)
+                files[name] = sha256_file(dst)
             np.savez(tmp / "outputs.npz", **{f"output_{i}": np.asarray(o) for i, o in enumerate(outputs)})
             record = {
                 "key": key,
                 "plan": plan_identity(plan),
                 "files": files,
                 "outputs": len(outputs),
-                "outputs_sha256": file_sha256(tmp / "outputs.npz"),
+                "outputs_sha256": sha256_file(tmp / "outputs.npz"),
                 "compiled": {
                     "model_file": compiled.model_file,
                     "files": list(compiled.files),

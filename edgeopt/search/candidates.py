@@ -167,11 +167,11 @@ class CandidateContext:
 
 
 def _files_digest(compiled: Compiled) -> str:
-    from edgeopt.artifact.write import file_sha256
+    from edgeopt.hashing import sha256_file
 
     h = hashlib.sha256()
     for name in sorted(compiled.files):
-        h.update(f"{name}:{file_sha256(compiled.directory / name)};".encode())
+        h.update(f"{name}:{sha256_file(compiled.directory / name)};".encode())
     return h.hexdigest()
 
 

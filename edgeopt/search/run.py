@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from edgeopt.artifact.report_html import HTML_NAME
-from edgeopt.evaluate.metrics import metric_unit
 from edgeopt.evaluate.sensitivity import (
     SensitivityReport,
     activation_sensitivity,
@@ -22,21 +20,13 @@ from edgeopt.evaluate.sensitivity import (
     recompile_sensitivity,
     weight_prior,
 )
-from edgeopt.plugin.manager import PluginManager
-from edgeopt.search.cache import (
-    SearchCache,
-    cache_limit_bytes,
-    cache_root,
-    data_fingerprint,
-    evict,
-    search_context,
-)
 from edgeopt.search.candidates import FLOAT_PRECISIONS, Candidate, CandidateContext, evaluate_plan, run_fallback
 from edgeopt.search.speed_screen import SpeedScreen, speed_key
-from edgeopt.types import Dataset, DeviceProfile, Graph, Plan, Runner, TargetInfo
+from edgeopt.types import Plan, Runner
 
 if TYPE_CHECKING:
-    from edgeopt.pipeline.deploy import DeployRequest
+    pass
+
 
 PROBE_INDEX = 10_000
 """Work folders of leave-one-fp32 probes are numbered from here, apart from the candidates'."""
@@ -223,61 +213,3 @@ def report_sensitivity(ctx: CandidateContext, search: Search, chosen: Candidate)
     finally:
         ctx.close_builds()  # leave-one-fp32 probes build in the worker too
     search.analysis_s = time.monotonic() - began
-
-
-def search_section(request: DeployRequest, ctx: CandidateContext, search: Search, chosen: Candidate,
-                    elapsed: float) -> dict:
-    cands = search.candidates
-    metric = chosen.metrics.metric if chosen.metrics else None
-    section = {
-        "precision": request.precision,
-        "budget_s": request.budget_s,
-        "elapsed_s": round(elapsed, 3),
-        "elapsed_covers": "compile, evaluation, fallback and sensitivity; not timing or profiling",
-        "metric": metric,
-        "units": metric_unit(metric) if metric else None,
-        "max_drop": request.max_drop,
-        "evaluated": sum(c.status not in ("skipped",) for c in cands),
-        "skipped": [c.label for c in cands if c.status == "skipped"],
-        "cache": {
-            "enabled": ctx.cache is not None,
-            "hits": sum(c.cached for c in cands),
-            "dir": str(ctx.cache.root) if ctx.cache is not None else None,
-            "timing": "re-measured for every candidate; only compile and evaluation are reused",
-        },
-        "fallback": search.fallback,
-        "notes": search.notes,
-        "report_html": HTML_NAME,
-    }
-    if search.sensitivity is not None:
-        sens = search.sensitivity
-        section["sensitivity"] = {"candidate": sens.candidate, "method": sens.method, "samples": sens.samples,
-                                  "seconds": sens.seconds, "notes": list(sens.notes)}
-    return section
-
-
-def sensitivity_rows(search: Search, chosen: Candidate) -> list[dict]:
-    if search.sensitivity is None:
-        return []
-    kept = set(chosen.plan.keep_fp32)
-    return [{**asdict(n), "kept_fp32": n.node in kept} for n in sorted(search.sensitivity.nodes, key=lambda n: n.rank)]
-
-
-def open_cache(request: DeployRequest, graph: Graph, target: TargetInfo, device: DeviceProfile, pm: PluginManager,
-           calib: Dataset, evaluation: Dataset) -> SearchCache | None:
-    if not request.cache:
-        return None
-    import edgeopt
-    from edgeopt.search.code_fingerprint import code_fingerprint, distribution_of_plugin
-
-    plugin = pm.plugin_object(target.plugin)
-    context = search_context(
-        graph=graph.fingerprint, calibration=data_fingerprint(calib), evaluation=data_fingerprint(evaluation),
-        target=target.name, plugin=target.plugin, plugin_version=pm.plugin_versions().get(target.plugin),
-        plugin_code=code_fingerprint(plugin, distribution=distribution_of_plugin(target.plugin)) if plugin else "",
-        device=device, edgeopt=edgeopt.__version__, edgeopt_code=code_fingerprint(edgeopt, distribution="edgeopt"),
-        threads=request.threads,
-    )
-    root = cache_root()
-    evict(root, cache_limit_bytes())
-    return SearchCache(root, context=context)

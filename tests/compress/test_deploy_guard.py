@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from edgeopt.compress.deploy_guard import charge_budget, speedup_warnings, target_request, with_deployed
-from edgeopt.compress.spec import CompressionSpec, TrainConfig, parse_prune
+from edgeopt.compression.deploy_guard import charge_budget, speedup_warnings, target_request, with_deployed
+from edgeopt.compression.spec import CompressionSpec, TrainConfig, parse_prune
 from edgeopt.errors import AccuracyBudgetExceeded
-from edgeopt.pipeline.deploy import DeployRequest, run_deploy
+from edgeopt.pipeline.deploy import run_deploy
+from edgeopt.pipeline.request import DeployRequest
 from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.types import TargetInfo
 

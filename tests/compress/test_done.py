@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeopt.compress import compress
+from edgeopt.compression import compress
 from edgeopt.errors import ModelError
-from edgeopt.pipeline.deploy import DeployRequest, run_deploy
+from edgeopt.pipeline.deploy import run_deploy
+from edgeopt.pipeline.request import DeployRequest
 
 ROOT_EXAMPLE = "examples/digits/digits_cnn.onnx"
 
@@ -52,7 +53,7 @@ def test_qat_recovers_where_post_training_int8_misses(digits, digits_cnn):
 
 
 def test_onnx_only_input_refuses_structured_pruning(tmp_path):
-    from edgeopt.compress.spec import CompressionSpec, parse_prune
+    from edgeopt.compression.spec import CompressionSpec, parse_prune
 
     out = tmp_path / "art"
     request = DeployRequest(source=ROOT_EXAMPLE, out=out,
@@ -66,8 +67,8 @@ def test_onnx_only_input_refuses_structured_pruning(tmp_path):
 def test_cpu_plugin_takes_qdq_graph_as_given(tmp_path, digits):
     from edgeopt_cpu.plan import is_prequantized, plan_candidates
 
-    from edgeopt.compress.measure import export_single_file
-    from edgeopt.compress.qat import fold_weight_quantize, prepare_qat, set_exporting
+    from edgeopt.compression.measure import export_single_file
+    from edgeopt.compression.qat import fold_weight_quantize, prepare_qat, set_exporting
     from edgeopt.measure.devices import host_profile
     from edgeopt.types import Graph
 

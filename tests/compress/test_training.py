@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from edgeopt.compress import compress
-from edgeopt.compress.data import Split, load_split
-from edgeopt.compress.measure import export_single_file
-from edgeopt.compress.prune import apply_pruning, finalize
-from edgeopt.compress.sdk import _graph_for
-from edgeopt.compress.spec import TrainConfig, parse_prune
-from edgeopt.compress.train_loop import fit
+from edgeopt.compression import compress
+from edgeopt.compression.data import Split, load_split
+from edgeopt.compression.measure import export_single_file
+from edgeopt.compression.prune import apply_pruning, finalize
+from edgeopt.compression.sdk import _graph_for
+from edgeopt.compression.spec import TrainConfig, parse_prune
+from edgeopt.compression.train_loop import fit
 
 
 def _split(x: np.ndarray, y: np.ndarray) -> Split:

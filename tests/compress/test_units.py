@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from edgeopt.compress.cluster import apply_clustering, finalize_clustering, kmeans_1d
-from edgeopt.compress.measure import export_single_file
-from edgeopt.compress.onnx_encode import encode_weights
-from edgeopt.compress.prune import _two_four_mask, apply_pruning, count_params, finalize
-from edgeopt.compress.qat import fold_weight_quantize, prepare_qat, set_exporting
-from edgeopt.compress.spec import CompressionSpec, parse_prune
+from edgeopt.compression.cluster import apply_clustering, finalize_clustering, kmeans_1d
+from edgeopt.compression.measure import export_single_file
+from edgeopt.compression.onnx_encode import encode_weights
+from edgeopt.compression.prune import _two_four_mask, apply_pruning, count_params, finalize
+from edgeopt.compression.qat import fold_weight_quantize, prepare_qat, set_exporting
+from edgeopt.compression.spec import CompressionSpec, parse_prune
 from edgeopt.errors import InputSpecError
 
 

@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from edgeopt.errors import ModelError
-from edgeopt.graph.normalize import sha256_file
+from edgeopt.hashing import sha256_file
 from edgeopt.importers import onnx_file
 from edgeopt.importers.onnx_file import edgeopt_import
 from edgeopt.plugin.manager import get_plugin_manager

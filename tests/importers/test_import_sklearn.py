@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402
 
 from edgeopt.errors import InputSpecError, ModelError, UnsafeModelError  # noqa: E402
-from edgeopt.graph.normalize import sha256_file  # noqa: E402
+from edgeopt.hashing import sha256_file  # noqa: E402
 from edgeopt.importers import sklearn as sklearn_importer  # noqa: E402
 from edgeopt.importers.sklearn import edgeopt_import  # noqa: E402
 from edgeopt.plugin.manager import get_plugin_manager  # noqa: E402

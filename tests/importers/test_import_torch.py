@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgeopt.errors import InputSpecError, ModelError, UnsafeModelError  # noqa: E402
-from edgeopt.graph.normalize import sha256_file  # noqa: E402
+from edgeopt.hashing import sha256_file  # noqa: E402
 from edgeopt.importers import torch as torch_importer  # noqa: E402
 from edgeopt.importers.torch import TorchSource, edgeopt_import  # noqa: E402
 from edgeopt.plugin.manager import get_plugin_manager  # noqa: E402

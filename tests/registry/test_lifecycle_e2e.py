@@ -15,7 +15,8 @@ import pytest
 import edgeopt
 from edgeopt.artifact.write import verify_artifact
 from edgeopt.errors import RegistryError
-from edgeopt.plugin.manager import get_plugin_manager, hookimpl
+from edgeopt.plugin import hookimpl
+from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.registry import Registry, diff_records, open_registry, registered
 from edgeopt.registry.recording import register_deployment
 

@@ -193,7 +193,7 @@ def run_fuzz(
 def _limit_memory(text: str) -> None:
     import resource
 
-    from edgeopt.graph.safety import parse_size
+    from edgeopt.settings import parse_size
 
     if text.strip() in ("", "0"):
         return

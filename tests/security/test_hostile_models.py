@@ -21,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 from edgeopt.artifact.write import write_artifact
 from edgeopt.errors import ModelError, OutputPathError, ResourceLimitError, UnsafeModelError
 from edgeopt.graph.normalize import load_onnx
-from edgeopt.graph.safety import parse_size, with_env_limits
+from edgeopt.graph.safety import with_env_limits
+from edgeopt.settings import parse_size
 from edgeopt.types import ImportOptions
 from tests.security.helpers import (
     DIGITS,

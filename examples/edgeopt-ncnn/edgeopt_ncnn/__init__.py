@@ -14,11 +14,10 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeopt import hookimpl
+from edgeopt.plugin import hookimpl
 
 if TYPE_CHECKING:
-    from edgeopt.plugin.manager import TargetRegister
-    from edgeopt.types import Compiled, Dataset, DeviceProfile, Graph, Plan, RunSettings, TargetInfo
+    from edgeopt.plugin import Compiled, Dataset, DeviceProfile, Graph, Plan, RunSettings, TargetInfo, TargetRegister
 
     from edgeopt_ncnn.runner import NcnnRunner
 

@@ -17,8 +17,7 @@ import subprocess
 from pathlib import Path
 
 import onnx
-from edgeopt.errors import CompileError
-from edgeopt.types import Compiled, Graph, PassSpec, Plan, TensorSpec
+from edgeopt.plugin import Compiled, CompileError, Graph, PassSpec, Plan, TensorSpec
 
 PARAM_FILE = "model.ncnn.param"
 BIN_FILE = "model.ncnn.bin"

@@ -6,8 +6,7 @@ so every input must lead with a batch of 1 (or a symbolic batch) and hold float3
 
 from __future__ import annotations
 
-from edgeopt.errors import TargetError, UnsupportedModelError
-from edgeopt.types import DeviceProfile, Graph, PassSpec, Plan, TensorSpec
+from edgeopt.plugin import DeviceProfile, Graph, PassSpec, Plan, TargetError, TensorSpec, UnsupportedModelError
 
 TARGET = "ncnn"
 PRECISIONS = ("fp32", "fp16")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeopt.errors import CompileError, InputSpecError
+from edgeopt.plugin import CompileError, InputSpecError
 
 from edgeopt_ncnn.convert import BIN_FILE, IO_FILE, PARAM_FILE
 

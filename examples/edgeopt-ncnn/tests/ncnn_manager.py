@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeopt.plugin.manager import PluginManager, get_plugin_manager
+from edgeopt.testing import PluginManager, get_plugin_manager
 
 
 def ncnn_plugin_manager() -> PluginManager:

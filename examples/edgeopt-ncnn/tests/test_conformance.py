@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from edgeopt.plugin.manager import PluginManager
-from edgeopt.testing import ConformanceSuite
+from edgeopt.testing import ConformanceSuite, PluginManager
 from ncnn_manager import ncnn_plugin_manager
 
 

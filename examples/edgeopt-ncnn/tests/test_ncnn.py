@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from edgeopt.artifact.write import verify_artifact
-from edgeopt.errors import CompileError, UnsupportedModelError
-from edgeopt.measure.devices import get_profile
-from edgeopt.types import Dataset, ImportOptions
+from edgeopt.plugin import CompileError, Dataset, ImportOptions, UnsupportedModelError, get_profile
+from edgeopt.testing import verify_artifact
 from ncnn_manager import ncnn_plugin_manager
 from onnx import TensorProto, helper
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeopt import hookimpl
+from edgeopt.plugin import hookimpl
 
 if TYPE_CHECKING:
-    from edgeopt.plugin.manager import TargetRegister
-    from edgeopt.types import Compiled, Dataset, DeviceProfile, Graph, Plan, RunSettings, TargetInfo
+    from edgeopt.plugin import Compiled, Dataset, DeviceProfile, Graph, Plan, RunSettings, TargetInfo, TargetRegister
 
     from edgeopt_cpu.runner import OrtCpuRunner
 

@@ -18,18 +18,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeopt.errors import CompileError
-from edgeopt.passes.chain import run_pass_chain
-from edgeopt.passes.ort_optimize import LEVELS, model_files, optimize_offline
-from edgeopt.passes.ort_quantize import (
+from edgeopt.plugin import (
+    LEVELS,
+    Compiled,
+    CompileError,
+    Dataset,
     DynamicInt8Options,
+    Graph,
+    PassSpec,
+    Plan,
     QuantizeReport,
     StaticInt8Options,
+    TransformerFusionOptions,
+    fuse_transformer,
+    model_files,
+    optimize_offline,
     quantize_dynamic_int8,
     quantize_static_int8,
+    run_pass_chain,
 )
-from edgeopt.passes.transformer_fusion import TransformerFusionOptions, fuse_transformer
-from edgeopt.types import Compiled, Dataset, Graph, PassSpec, Plan
 
 MODEL_FILE = "model.onnx"
 PASSES = ("ort-optimize", "transformer-fuse", "quantize-static", "quantize-dynamic")

@@ -23,19 +23,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from edgeopt.errors import TargetError
-from edgeopt.graph.model_family import (
+from edgeopt.plugin import (
     CONV_OPS,
     MATMUL_OPS,
+    DeviceProfile,
+    DynamicInt8Options,
     Family,
+    Graph,
+    PassSpec,
+    Plan,
+    StaticInt8Options,
+    TargetError,
+    TransformerFusionOptions,
     detect_family,
+    int8_family,
     op_histogram,
+    physical_cores,
     refuse_int8_without_weighted_ops,
 )
-from edgeopt.measure.host import int8_family, physical_cores
-from edgeopt.passes.ort_quantize import DynamicInt8Options, StaticInt8Options
-from edgeopt.passes.transformer_fusion import TransformerFusionOptions
-from edgeopt.types import DeviceProfile, Graph, PassSpec, Plan
 
 TARGET = "cpu"
 PRECISIONS = ("fp32", "int8", "int8-dynamic")

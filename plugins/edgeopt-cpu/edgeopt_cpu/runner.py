@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeopt.data.feeds import feeds_mismatch, ort_signature
-from edgeopt.errors import CompileError, InputSpecError
+from edgeopt.plugin import CompileError, InputSpecError, feeds_mismatch, ort_signature
 
 
 class OrtCpuRunner:
@@ -93,7 +92,7 @@ def _fixed_batch(path: Path) -> int | None:
 def _rebatched(path: Path, batch: int) -> bytes:
     """The model re-batched with the core's ``with_batch``; the core checks the result against per-sample runs."""
     import onnx
-    from edgeopt.passes.batch import with_batch
+    from edgeopt.plugin import with_batch
 
     model = onnx.load(str(path), load_external_data=True)
     return with_batch(model, batch).SerializeToString()

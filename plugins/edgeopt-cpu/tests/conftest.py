@@ -15,7 +15,7 @@ if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
 from cpu_models import conv_net, cpu_profile, mlp  # noqa: E402
-from edgeopt.types import DeviceProfile, Graph
+from edgeopt.plugin import DeviceProfile, Graph
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 from cpu_models import calibration_for, conv_net, cosine, no_weights_net, reference_outputs
-from edgeopt.errors import CompileError
-from edgeopt.types import PassSpec, Plan, RunSettings
+from edgeopt.plugin import CompileError, PassSpec, Plan, RunSettings
 
 from edgeopt_cpu.compile import compile_plan
 from edgeopt_cpu.plan import plan_candidates

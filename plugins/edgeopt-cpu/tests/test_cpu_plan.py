@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 from cpu_models import cpu_profile, no_weights_net
-from edgeopt.errors import TargetError
-from edgeopt.passes.ort_quantize import DynamicInt8Options, StaticInt8Options
+from edgeopt.plugin import DynamicInt8Options, StaticInt8Options, TargetError
 
 from edgeopt_cpu.plan import plan_candidates
 
@@ -97,7 +96,7 @@ def test_unknown_precision_is_a_target_error(conv_graph, avx2) -> None:
 
 
 def test_threads_default_to_physical_cores(conv_graph) -> None:
-    from edgeopt.measure.host import physical_cores
+    from edgeopt.plugin import physical_cores
 
     device = cpu_profile("no-cores", ("avx2",), cores=0)
     assert plan_candidates(conv_graph, device, "fp32")[0].threads == physical_cores()

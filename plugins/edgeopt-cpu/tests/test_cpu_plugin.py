@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from cpu_models import calibration_for, cosine, reference_outputs
-from edgeopt.plugin.manager import PluginManager, TargetRegister, get_plugin_manager
-from edgeopt.types import RunSettings
+from edgeopt.plugin import RunSettings, TargetRegister
+from edgeopt.testing import PluginManager, get_plugin_manager
 
 import edgeopt_cpu
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edgeopt.errors import InputSpecError
-from edgeopt.types import Runner
+from edgeopt.plugin import InputSpecError, Runner
 
 from edgeopt_cpu.runner import OrtCpuRunner
 
@@ -36,7 +35,7 @@ def test_mismatched_feeds_raise_input_spec_error(conv_graph, feeds, message) -> 
 
 def test_static_batch_model_is_rebatched_and_matches_per_sample_runs(conv_graph) -> None:
     import numpy as np
-    from edgeopt.passes.batch import batch_matches
+    from edgeopt.plugin import batch_matches
 
     single = OrtCpuRunner(conv_graph.path, threads=1, batch=1)
     batched = OrtCpuRunner(conv_graph.path, threads=1, batch=4)
@@ -47,7 +46,7 @@ def test_static_batch_model_is_rebatched_and_matches_per_sample_runs(conv_graph)
 
 def test_failure_inside_the_model_is_a_compile_error(tmp_path) -> None:
     import onnx
-    from edgeopt.errors import CompileError
+    from edgeopt.plugin import CompileError
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(

@@ -12,11 +12,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeopt import hookimpl
+from edgeopt.plugin import hookimpl
 
 if TYPE_CHECKING:
-    from edgeopt.plugin.manager import TargetRegister
-    from edgeopt.types import Compiled, Dataset, DeviceProfile, EnergyMeter, Graph, Plan, RunSettings, TargetInfo
+    from edgeopt.plugin import (
+        Compiled,
+        Dataset,
+        DeviceProfile,
+        EnergyMeter,
+        Graph,
+        Plan,
+        RunSettings,
+        TargetInfo,
+        TargetRegister,
+    )
 
     from edgeopt_cuda.runner import OrtCudaRunner
 
@@ -80,7 +89,7 @@ def edgeopt_runner(
 ) -> OrtCudaRunner | None:
     if target.name != TARGET:
         return None
-    from edgeopt.errors import TargetUnavailable
+    from edgeopt.plugin import TargetUnavailable
 
     from edgeopt_cuda.config import read_config
     from edgeopt_cuda.runner import OrtCudaRunner, cache_root_for

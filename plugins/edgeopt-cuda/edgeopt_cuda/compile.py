@@ -14,11 +14,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeopt.errors import CompileError
-from edgeopt.passes.chain import run_pass_chain
-from edgeopt.passes.ort_optimize import model_files
-from edgeopt.passes.ort_quantize import QuantizeReport, StaticInt8Options, quantize_static_int8
-from edgeopt.types import Compiled, Dataset, Graph, PassSpec, Plan
+from edgeopt.plugin import (
+    Compiled,
+    CompileError,
+    Dataset,
+    Graph,
+    PassSpec,
+    Plan,
+    QuantizeReport,
+    StaticInt8Options,
+    model_files,
+    quantize_static_int8,
+    run_pass_chain,
+)
 
 from edgeopt_cuda.config import CONFIG_FILE, EpConfig, default_config, write_config
 from edgeopt_cuda.fp16 import Fp16Options, convert_fp16

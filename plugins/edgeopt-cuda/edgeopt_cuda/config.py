@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from edgeopt.errors import CompileError
+from edgeopt.plugin import CompileError
 
 CONFIG_FILE = "cuda_config.json"
 PROVIDERS = ("cuda", "tensorrt")

@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from edgeopt.errors import CompileError
-from edgeopt.passes.ort_optimize import BIG_MODEL_BYTES, model_bytes
+from edgeopt.plugin import BIG_MODEL_BYTES, CompileError, model_bytes
 
 NUMERICALLY_UNSAFE_OPS = (
     "Exp",

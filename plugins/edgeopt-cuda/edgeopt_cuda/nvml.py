@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from edgeopt.errors import DeviceError
-from edgeopt.types import EnergyReading
+from edgeopt.plugin import DeviceError, EnergyReading
 
 METHOD = "nvml"
 

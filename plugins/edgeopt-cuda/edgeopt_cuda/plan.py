@@ -18,9 +18,7 @@ CUDA graphs are planned only for static shapes.
 
 from __future__ import annotations
 
-from edgeopt.errors import TargetError
-from edgeopt.passes.ort_quantize import StaticInt8Options
-from edgeopt.types import DeviceProfile, Graph, PassSpec, Plan
+from edgeopt.plugin import DeviceProfile, Graph, PassSpec, Plan, StaticInt8Options, TargetError
 
 from edgeopt_cuda.config import EpConfig, TrtProfile
 from edgeopt_cuda.fp16 import Fp16Options

@@ -23,9 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeopt.data.feeds import ORT_DTYPES, feeds_mismatch, ort_signature
-from edgeopt.errors import CompileError, InputSpecError, TargetUnavailable
-from edgeopt.plugin.manager import cache_dir
+from edgeopt.plugin import (
+    ORT_DTYPES,
+    CompileError,
+    InputSpecError,
+    TargetUnavailable,
+    cache_dir,
+    feeds_mismatch,
+    ort_signature,
+)
 
 from edgeopt_cuda.config import CachePaths, EpConfig, provider_options
 from edgeopt_cuda.runtime import import_onnxruntime
@@ -157,7 +163,7 @@ def model_for_batch(path: Path, batch: int, config: EpConfig) -> bytes:
     """The model's bytes for ``batch``: as is when its batch is dynamic or already ``batch``, else re-batched
     with the core's ``with_batch`` (the core checks the result against per-sample runs)."""
     import onnx
-    from edgeopt.passes.batch import with_batch
+    from edgeopt.plugin import with_batch
 
     model = onnx.load(str(path), load_external_data=True)
     fixed = _fixed_batch(model)

@@ -20,7 +20,7 @@ if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
 from cuda_models import conv_net, gpu_profile  # noqa: E402
-from edgeopt.types import DeviceProfile, Graph
+from edgeopt.plugin import DeviceProfile, Graph
 
 try:
     md.distribution("edgeopt-cuda")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from edgeopt.testing.models import he_weights, save_graph
-from edgeopt.types import Dataset, DeviceProfile, Graph
+from edgeopt.plugin import Dataset, DeviceProfile, Graph
+from edgeopt.testing import he_weights, save_graph
 from onnx import TensorProto, helper, numpy_helper
 
 

@@ -10,8 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from cuda_models import calibration_for, conv_net, cpu_outputs, cpu_session, relative_error
-from edgeopt.errors import CompileError
-from edgeopt.types import PassSpec, Plan
+from edgeopt.plugin import CompileError, PassSpec, Plan
 from onnx import numpy_helper
 
 from edgeopt_cuda.compile import compile_plan, split_plan

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from edgeopt.errors import CompileError
+from edgeopt.plugin import CompileError
 
 from edgeopt_cuda.config import (
     CONFIG_FILE,

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 from cuda_models import calibration_for, conv_net, cpu_outputs, cpu_session, overflow_net, relative_error
-from edgeopt.errors import CompileError
+from edgeopt.plugin import CompileError
 
 from edgeopt_cuda.fp16 import (
     NUMERICALLY_UNSAFE_OPS,

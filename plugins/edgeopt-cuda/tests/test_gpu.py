@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cuda_models import calibration_for, conv_net, relative_error
-from edgeopt.evaluate.reference import ReferenceRunner
-from edgeopt.measure.energy import metered
-from edgeopt.measure.harness import measure
+from edgeopt.plugin import ReferenceRunner, measure, metered
 
 from edgeopt_cuda.compile import compile_plan
 from edgeopt_cuda.config import read_config
@@ -122,7 +120,7 @@ def test_tensorrt_dynamic_batch_profile(tmp_path, h100) -> None:
 
 
 def test_deploy_end_to_end_with_batch_sweep_and_nvml(tmp_path, monkeypatch) -> None:
-    from edgeopt import api
+    import edgeopt as api
 
     monkeypatch.setenv("EDGEOPT_CACHE_DIR", str(tmp_path / "cache"))
     dep = api.deploy(

@@ -7,10 +7,8 @@ import types
 
 import pytest
 from cuda_models import gpu_profile
-from edgeopt.errors import DeviceError
-from edgeopt.measure.energy import metered
-from edgeopt.plugin.manager import PluginManager
-from edgeopt.types import EnergyMeter
+from edgeopt.plugin import DeviceError, EnergyMeter, metered
+from edgeopt.testing import PluginManager
 
 import edgeopt_cuda
 from edgeopt_cuda.nvml import METHOD, NvmlMeter, device_handle, facts_note, gpu_facts, nvml_index, nvml_meters

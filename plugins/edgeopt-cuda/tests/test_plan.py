@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 from cuda_models import conv_net
-from edgeopt.errors import TargetError
-from edgeopt.measure.devices import get_profile
-from edgeopt.passes.ort_quantize import StaticInt8Options
+from edgeopt.plugin import StaticInt8Options, TargetError, get_profile
 
 from edgeopt_cuda.config import EpConfig
 from edgeopt_cuda.fp16 import Fp16Options

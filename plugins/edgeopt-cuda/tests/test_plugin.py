@@ -13,10 +13,8 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 from cuda_models import calibration_for
-from edgeopt.errors import TargetUnavailable
-from edgeopt.plugin.manager import PluginManager, TargetRegister, get_plugin_manager
-from edgeopt.testing import ConformanceSuite
-from edgeopt.types import RunSettings
+from edgeopt.plugin import RunSettings, TargetRegister, TargetUnavailable
+from edgeopt.testing import ConformanceSuite, PluginManager, get_plugin_manager
 
 import edgeopt_cuda
 from edgeopt_cuda.status import SWAP_COMMAND, current_status
@@ -66,7 +64,7 @@ def test_edgeopt_targets_cli_shows_the_reason() -> None:
 
 @pytest.mark.skipif(not NO_CUDA, reason="this onnxruntime has the CUDA provider")
 def test_deploy_to_cuda_stops_at_once_with_the_reason(tmp_path: Path) -> None:
-    from edgeopt import api
+    import edgeopt as api
 
     model = Path(__file__).resolve().parents[3] / "examples" / "digits" / "digits_cnn.onnx"
     with pytest.raises(TargetUnavailable, match="target 'cuda' is unavailable") as info:

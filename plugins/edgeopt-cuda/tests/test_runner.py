@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from cuda_models import calibration_for, conv_net, cpu_outputs, cpu_session, save_graph
-from edgeopt.errors import CompileError, InputSpecError, TargetUnavailable
+from edgeopt.plugin import CompileError, InputSpecError, TargetUnavailable
 from onnx import TensorProto, helper
 
 from edgeopt_cuda.config import EpConfig, TrtProfile

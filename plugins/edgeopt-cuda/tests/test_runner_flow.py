@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from cuda_models import calibration_for, cpu_outputs
-from edgeopt.errors import CompileError, TargetUnavailable
+from edgeopt.plugin import CompileError, TargetUnavailable
 
 from edgeopt_cuda import runner as runner_module
 from edgeopt_cuda.config import EpConfig
@@ -173,7 +173,7 @@ def test_a_model_the_provider_cannot_load_is_a_compile_error(conv_graph, tmp_pat
 def test_run_errors_are_explained(conv_graph, tmp_path: Path, fake) -> None:
     fake()
     runner = OrtCudaRunner(conv_graph.path, config=EpConfig(), cache_root=tmp_path, device="cpu")
-    from edgeopt.errors import InputSpecError
+    from edgeopt.plugin import InputSpecError
 
     with pytest.raises(InputSpecError, match="the model expects float32"):
         runner.run({"x": np.zeros((1, 3, 8, 8), np.float32)})

@@ -14,15 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeopt import hookimpl
+from edgeopt.plugin import hookimpl
 
 from edgeopt_edgetpu.devices import coral_present, runtime_problem
 from edgeopt_edgetpu.plan import EDGETPU, TFLITE, precisions_for
 
 if TYPE_CHECKING:
     import typer
-    from edgeopt.plugin.manager import TargetRegister
-    from edgeopt.types import Compiled, Dataset, DeviceProfile, Graph, Plan, RunSettings, TargetInfo
+    from edgeopt.plugin import Compiled, Dataset, DeviceProfile, Graph, Plan, RunSettings, TargetInfo, TargetRegister
 
     from edgeopt_edgetpu.runner import LiteRtRunner
 

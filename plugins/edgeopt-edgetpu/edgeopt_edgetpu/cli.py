@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from edgeopt.errors import InputSpecError
+from edgeopt.plugin import InputSpecError
 from rich.console import Console
 from rich.table import Table
 

@@ -21,11 +21,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeopt.errors import CompileError, UnsupportedModelError
-from edgeopt.evaluate.reference import batch_size_of
-from edgeopt.graph.normalize import inspect_model, load_model
-from edgeopt.measure.devices import default_profile_for, host_profile
-from edgeopt.types import Compiled, Dataset, DeviceProfile, Graph, PassSpec, Plan
+from edgeopt.plugin import (
+    Compiled,
+    CompileError,
+    Dataset,
+    DeviceProfile,
+    Graph,
+    PassSpec,
+    Plan,
+    UnsupportedModelError,
+    batch_size_of,
+    default_profile_for,
+    host_profile,
+    inspect_model,
+    load_model,
+)
 
 from edgeopt_edgetpu import compiler
 from edgeopt_edgetpu.compat import REPORT_FILE, CompatReport, analyze_file

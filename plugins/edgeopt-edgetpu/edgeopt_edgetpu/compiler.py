@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeopt.errors import CompileError
+from edgeopt.plugin import CompileError
 
 COMPILER = "edgetpu_compiler"
 INSTALL_HINT = ("install Coral's edgetpu-compiler (x86-64 Linux: apt-get install edgetpu-compiler from "

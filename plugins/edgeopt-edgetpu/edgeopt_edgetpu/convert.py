@@ -29,9 +29,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from edgeopt.errors import CompileError, ConversionError
-from edgeopt.process.isolation import stop_child
-from edgeopt.types import Dataset, Graph
+from edgeopt.plugin import CompileError, ConversionError, Dataset, Graph, stop_child
 
 from edgeopt_edgetpu.toolchain import Toolchain
 

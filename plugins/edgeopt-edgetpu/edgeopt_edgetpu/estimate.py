@@ -17,9 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from edgeopt.measure.devices import roofline_seconds
-from edgeopt.measure.energy import estimate_energy
-from edgeopt.types import DeviceProfile
+from edgeopt.plugin import DeviceProfile, estimate_energy, roofline_seconds
 
 from edgeopt_edgetpu.compat import CompatReport
 

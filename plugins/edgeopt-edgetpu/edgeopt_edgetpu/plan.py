@@ -11,8 +11,7 @@ Its plan carries the Edge TPU runtime version the compatibility report judges ag
 
 from __future__ import annotations
 
-from edgeopt.errors import TargetError
-from edgeopt.types import DeviceProfile, Graph, PassSpec, Plan
+from edgeopt.plugin import DeviceProfile, Graph, PassSpec, Plan, TargetError
 
 from edgeopt_edgetpu.edgetpu_ops import LATEST_RUNTIME
 

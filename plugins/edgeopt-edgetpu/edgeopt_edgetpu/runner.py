@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeopt.errors import InputSpecError, TargetUnavailable
+from edgeopt.plugin import InputSpecError, TargetUnavailable
 
 IO_FILE = "io.json"
 EDGETPU_LIBRARY = "libedgetpu.so.1"

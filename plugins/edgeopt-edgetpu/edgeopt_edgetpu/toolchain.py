@@ -38,8 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeopt.errors import TargetError
-from edgeopt.plugin.manager import cache_dir
+from edgeopt.plugin import TargetError, cache_dir
 
 PYTHON_ENV = "EDGEOPT_LITERT_PYTHON"
 DIR_ENV = "EDGEOPT_TOOLCHAIN_DIR"

@@ -42,7 +42,7 @@ def test_check_json_and_an_artifact_folder(app: typer.Typer, tmp_path: Path) -> 
 
 
 def test_check_refuses_what_is_not_a_model(app: typer.Typer, tmp_path: Path) -> None:
-    from edgeopt.errors import InputSpecError
+    from edgeopt.plugin import InputSpecError
 
     result = CliRunner().invoke(app, ["edgetpu", "check", str(tmp_path / "missing.onnx")])
     assert isinstance(result.exception, InputSpecError)

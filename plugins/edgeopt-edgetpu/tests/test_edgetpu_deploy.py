@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import needs_converter
-from edgeopt.api import deploy
+from edgeopt import deploy
 
 pytestmark = [needs_converter, pytest.mark.slow]
 
@@ -72,10 +72,8 @@ def test_mobilenet_style_torch_model_to_edgetpu_within_one_point(tmp_path: Path)
 
 
 def test_squeezenet_converts_to_full_int8_and_is_judged(tmp_path: Path) -> None:
-    from edgeopt.data.datasets import synthetic_dataset
-    from edgeopt.measure.devices import get_profile
-    from edgeopt.plugin.manager import get_plugin_manager
-    from edgeopt.types import ImportOptions
+    from edgeopt.plugin import ImportOptions, get_profile, synthetic_dataset
+    from edgeopt.testing import get_plugin_manager
 
     from edgeopt_edgetpu.compat import REPORT_FILE
 

@@ -24,8 +24,8 @@ import numpy as np
 import onnx
 import pytest
 from conftest import needs_converter
-from edgeopt.api import deploy
-from edgeopt.errors import ConversionError
+from edgeopt import deploy
+from edgeopt.plugin import ConversionError
 from onnx import TensorProto, helper, numpy_helper
 
 pytestmark = [needs_converter]

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from edgeopt.errors import AccuracyBudgetExceeded, CompileError, ConversionError
+from edgeopt.plugin import AccuracyBudgetExceeded, CompileError, ConversionError
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt_edgetpu import convert, convert_worker
@@ -225,7 +225,7 @@ def test_signature_keys_follow_the_graph_order() -> None:
 def test_the_onnx2tf_route_is_added_only_to_a_toolchain_edgeopt_created(tmp_path: Path) -> None:
     import sys
 
-    from edgeopt.errors import TargetError
+    from edgeopt.plugin import TargetError
 
     from edgeopt_edgetpu.toolchain import ONNX2TF_MARKER, Toolchain, add_onnx2tf, has_onnx2tf
 

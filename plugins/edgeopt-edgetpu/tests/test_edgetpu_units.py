@@ -6,9 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from edgeopt.errors import CompileError, TargetError
-from edgeopt.measure.devices import get_profile
-from edgeopt.types import Graph, PassSpec, Plan, TensorSpec
+from edgeopt.plugin import CompileError, Graph, PassSpec, Plan, TargetError, TensorSpec, get_profile
 
 from edgeopt_edgetpu import toolchain
 from edgeopt_edgetpu.compat import CompatReport, OpVerdict
@@ -77,7 +75,7 @@ def test_compile_refuses_malformed_plans_and_keep_fp32_before_converting(tmp_pat
     (plan,) = plan_candidates(graph(), "edgetpu", device, "int8")
     from dataclasses import replace
 
-    from edgeopt.types import Dataset
+    from edgeopt.plugin import Dataset
 
     with pytest.raises(CompileError, match="cannot keep ONNX nodes in fp32"):
         compile_plan(graph(), replace(plan, keep_fp32=("conv",)), device, Dataset({}), tmp_path)

@@ -13,10 +13,10 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from edgeopt import hookimpl
+from edgeopt.plugin import hookimpl
 
 if TYPE_CHECKING:
-    from edgeopt.registry import DeploymentRecord
+    from edgeopt.plugin import DeploymentRecord
 
 EDGEOPT_HOOK_API = 1
 

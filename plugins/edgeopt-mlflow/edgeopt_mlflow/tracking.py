@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgeopt.registry import DeploymentRecord
+    from edgeopt.plugin import DeploymentRecord
 
 MODEL_DIR = "edgeopt_model"
 """The MLflow model folder among the run's artifacts (what a registered version points at)."""

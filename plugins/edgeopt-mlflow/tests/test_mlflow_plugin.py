@@ -8,8 +8,8 @@ from pathlib import Path
 
 import edgeopt
 import pytest
-from edgeopt.plugin.manager import get_plugin_manager
-from edgeopt.registry import open_registry
+from edgeopt import open_registry
+from edgeopt.testing import get_plugin_manager
 
 import edgeopt_mlflow
 from edgeopt_mlflow.tracking import ARTIFACT_DIR, check_reachable, run_metrics

@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeopt import hookimpl
+from edgeopt.plugin import hookimpl
 
 from edgeopt_openvino.devices import TARGETS, absent_reason, device_present, openvino_status, target_spec
 
 if TYPE_CHECKING:
-    from edgeopt.plugin.manager import TargetRegister
-    from edgeopt.types import Compiled, Dataset, DeviceProfile, Graph, Plan, RunSettings, TargetInfo
+    from edgeopt.plugin import Compiled, Dataset, DeviceProfile, Graph, Plan, RunSettings, TargetInfo, TargetRegister
 
     from edgeopt_openvino.runner import OpenVinoRunner
 

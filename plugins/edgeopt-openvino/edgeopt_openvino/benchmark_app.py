@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeopt.errors import TargetError
+from edgeopt.plugin import TargetError
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 _STAT = re.compile(r"^\[\s*INFO\s*\]\s+(Median|Average|Min|Max):\s+([0-9.]+)\s*(ns|us|ms|s)\s*$", re.MULTILINE)
@@ -184,7 +184,7 @@ def cross_check(
     (same device CPU, threads, LATENCY hint, precision hint, shapes), alternating ``rounds`` times so
     drift on a shared machine hits both alike."""
     import openvino as ov
-    from edgeopt.measure.harness import measure
+    from edgeopt.plugin import measure
 
     from edgeopt_openvino.runner import LATENCY, OpenVinoRunner, runtime_config
 

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeopt.errors import CompileError
-from edgeopt.passes.batch import batch_agnostic_reshapes
+from edgeopt.plugin import CompileError, batch_agnostic_reshapes
 
 from edgeopt_openvino.options import NncfInt8Options
 from edgeopt_openvino.telemetry import quiet_telemetry

@@ -21,10 +21,19 @@ import json
 import threading
 from pathlib import Path
 
-from edgeopt.errors import CompileError, ModelError
-from edgeopt.evaluate.reference import batch_size_of
-from edgeopt.process.isolation import IsolatedWorker, in_isolated_worker, isolation_enabled
-from edgeopt.types import Compiled, Dataset, Graph, PassSpec, Plan
+from edgeopt.plugin import (
+    Compiled,
+    CompileError,
+    Dataset,
+    Graph,
+    IsolatedWorker,
+    ModelError,
+    PassSpec,
+    Plan,
+    batch_size_of,
+    in_isolated_worker,
+    isolation_enabled,
+)
 
 from edgeopt_openvino.build import MODEL_XML, BuildJob, BuildResult, build_ir, build_ir_in_worker
 from edgeopt_openvino.devices import TargetSpec

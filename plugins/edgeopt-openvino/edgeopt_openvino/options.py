@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal, Self
 
-from edgeopt.errors import CompileError
-from edgeopt.types import Plan
+from edgeopt.plugin import CompileError, Plan
 
 PRESETS = ("performance", "mixed")
 OVERFLOW_FIXES = ("first_layer_only", "enable", "disable")

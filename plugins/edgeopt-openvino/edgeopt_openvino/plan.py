@@ -30,11 +30,18 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from edgeopt.errors import TargetError
-from edgeopt.graph.model_family import WEIGHTED_OPS, refuse_int8_without_weighted_ops
-from edgeopt.measure.host import computes_bf16 as isa_computes_bf16
-from edgeopt.measure.host import int8_family, physical_cores
-from edgeopt.types import DeviceProfile, Graph, PassSpec, Plan
+from edgeopt.plugin import (
+    WEIGHTED_OPS,
+    DeviceProfile,
+    Graph,
+    PassSpec,
+    Plan,
+    TargetError,
+    int8_family,
+    physical_cores,
+    refuse_int8_without_weighted_ops,
+)
+from edgeopt.plugin import computes_bf16 as isa_computes_bf16
 
 from edgeopt_openvino.devices import TargetSpec, computes_bf16, computes_fp16
 from edgeopt_openvino.options import NncfInt8Options

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgeopt.errors import CompileError, InputSpecError, TargetUnavailable
+from edgeopt.plugin import CompileError, InputSpecError, TargetUnavailable
 
 from edgeopt_openvino.devices import capabilities, device_present
 

@@ -14,7 +14,7 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from edgeopt.types import DeviceProfile, Graph, TargetInfo
+from edgeopt.plugin import DeviceProfile, Graph, TargetInfo
 from ov_models import conv_net, cpu_profile  # noqa: E402
 
 

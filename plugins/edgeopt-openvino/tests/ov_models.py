@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from edgeopt.testing.models import he_weights, save_graph
-from edgeopt.types import Dataset, DeviceProfile, Graph
+from edgeopt.plugin import Dataset, DeviceProfile, Graph
+from edgeopt.testing import he_weights, save_graph
 from onnx import TensorProto, helper, numpy_helper
 
 FLOAT = TensorProto.FLOAT

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeopt.errors import CompileError, TargetError
-from edgeopt.types import PassSpec, Plan
+from edgeopt.plugin import CompileError, PassSpec, Plan, TargetError
 from ov_models import cpu_profile, reference_outputs, samples_for
 
 import edgeopt_openvino.plan as ov_plan

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeopt.errors import CompileError
+from edgeopt.plugin import CompileError, PassSpec, Plan
 from edgeopt.testing import confined
-from edgeopt.types import PassSpec, Plan
 from ov_models import no_weights_net, reference_outputs, relative_error, reshape_net, samples_for
 
 import edgeopt_openvino.compile as ov_compile

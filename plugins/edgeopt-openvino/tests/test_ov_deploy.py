@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import edgeopt as api
 import numpy as np
-from edgeopt import api
 
 ROOT = Path(__file__).resolve().parents[3]
 DIGITS = ROOT / "examples" / "digits"

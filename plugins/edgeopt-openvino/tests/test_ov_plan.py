@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from edgeopt.errors import TargetError
+from edgeopt.plugin import TargetError
 from ov_models import attention, conv_net, no_weights_net
 
 from edgeopt_openvino.devices import computes_fp16, target_spec

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from edgeopt.errors import TargetUnavailable
-from edgeopt.plugin.manager import TargetRegister, get_plugin_manager
+from edgeopt.plugin import TargetRegister, TargetUnavailable
+from edgeopt.testing import get_plugin_manager
 
 import edgeopt_openvino
 from edgeopt_openvino.devices import absent_reason, computes_bf16, device_present, target_spec

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import pytest
-from edgeopt.errors import InputSpecError
-from edgeopt.types import Compiled, Plan
+from edgeopt.plugin import Compiled, InputSpecError, Plan
 from ov_models import reference_outputs, relative_error, samples_for
 
 from edgeopt_openvino.compile import compile_plan
@@ -113,7 +112,7 @@ def test_precision_hints_follow_what_was_measured() -> None:
 
 
 def test_runner_hook_uses_the_plan_threads(fp32, openvino_target, avx2) -> None:
-    from edgeopt.types import RunSettings
+    from edgeopt.plugin import RunSettings
 
     import edgeopt_openvino
 

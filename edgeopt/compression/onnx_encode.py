@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeopt.compress.cluster import Encoding
+from edgeopt.compression.cluster import Encoding
 from edgeopt.errors import ModelError
 
 

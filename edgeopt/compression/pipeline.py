@@ -1,7 +1,7 @@
 """Run the requested compression steps on a torch module, fine-tune after each, measure every stage.
 
 Order: prune → (cluster | binarize) → QAT. Each step is followed by ``train_loop.fit`` (distilling from the
-original model when asked); each stage is exported to ONNX and measured (``edgeopt.compress.measure``).
+original model when asked); each stage is exported to ONNX and measured (``edgeopt.compression.measure``).
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeopt.compress.binarize import apply_binarization, finalize_binarization
-from edgeopt.compress.cluster import Encoding, apply_clustering, finalize_clustering
-from edgeopt.compress.data import Split
-from edgeopt.compress.measure import Stage, deltas, export_single_file, measure_stage, onnx_metric, time_stages
-from edgeopt.compress.onnx_encode import encode_weights
-from edgeopt.compress.prune import apply_pruning, count_params, finalize
-from edgeopt.compress.qat import fold_weight_quantize, prepare_qat, set_exporting
-from edgeopt.compress.spec import CompressionSpec
-from edgeopt.compress.train_loop import fit
+from edgeopt.compression.binarize import apply_binarization, finalize_binarization
+from edgeopt.compression.cluster import Encoding, apply_clustering, finalize_clustering
+from edgeopt.compression.data import Split
+from edgeopt.compression.measure import Stage, deltas, export_single_file, measure_stage, onnx_metric, time_stages
+from edgeopt.compression.onnx_encode import encode_weights
+from edgeopt.compression.prune import apply_pruning, count_params, finalize
+from edgeopt.compression.qat import fold_weight_quantize, prepare_qat, set_exporting
+from edgeopt.compression.spec import CompressionSpec
+from edgeopt.compression.train_loop import fit
 from edgeopt.types import Dataset
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edgeopt.compress.spec import PruneSpec
+from edgeopt.compression.spec import PruneSpec
 from edgeopt.errors import ModelError
 from edgeopt.extras import import_optional
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from edgeopt.compress.spec import CompressionSpec
-from edgeopt.compress.target_timing import STAGE_PATHS
+from edgeopt.compression.spec import CompressionSpec
+from edgeopt.compression.target_timing import STAGE_PATHS
 from edgeopt.errors import AccuracyBudgetExceeded
 from edgeopt.types import TargetInfo
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edgeopt.compress.data import Split
-from edgeopt.compress.distill import distill_loss, task_loss
-from edgeopt.compress.spec import TrainConfig
+from edgeopt.compression.data import Split
+from edgeopt.compression.distill import distill_loss, task_loss
+from edgeopt.compression.spec import TrainConfig
 
 if TYPE_CHECKING:
     import torch

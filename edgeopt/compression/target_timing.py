@@ -1,6 +1,6 @@
 """Time every compression stage on the deploy's target, so the record's latency is the target's, not ONNX Runtime's.
 
-``edgeopt.compress.measure.time_stages`` times the stages with ONNX Runtime on the CPU, which is all the SDK's
+``edgeopt.compression.measure.time_stages`` times the stages with ONNX Runtime on the CPU, which is all the SDK's
 ``compress`` knows. A deploy knows its target: ``time_on_target`` imports each stage's ONNX file, has the
 target's plugin plan and compile it (fp32, or the target's first precision when it has no fp32) and times all
 stages with the target's runners, interleaved in one run by the core harness. When the target cannot build or

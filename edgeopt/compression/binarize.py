@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeopt.compress.cluster import Encoding
-from edgeopt.compress.prune import _weighted
+from edgeopt.compression.cluster import Encoding
+from edgeopt.compression.prune import _weighted
 
 if TYPE_CHECKING:
     import torch

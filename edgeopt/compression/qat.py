@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgeopt.compress.prune import _weighted
+from edgeopt.compression.prune import _weighted
 from edgeopt.graph.inspect import constant_values
 
 if TYPE_CHECKING:

@@ -48,7 +48,7 @@ def parse_prune(text: str) -> PruneSpec:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How the recovery fine-tuning runs (``edgeopt.compress.train_loop.fit``)."""
+    """How the recovery fine-tuning runs (``edgeopt.compression.train_loop.fit``)."""
 
     epochs: int = 10
     """Upper bound on epochs; early stopping may end sooner."""

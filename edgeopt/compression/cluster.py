@@ -2,7 +2,7 @@
 
 Each Conv/Linear weight becomes ``codebook[indices]``; fine-tuning trains the codebook entries (the
 gradient of every weight flows to its centroid) while the assignment stays fixed. The ONNX artifact
-stores uint8 indices plus the codebook (see ``edgeopt.compress.onnx_encode``), so it really shrinks.
+stores uint8 indices plus the codebook (see ``edgeopt.compression.onnx_encode``), so it really shrinks.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeopt.compress.prune import _weighted
+from edgeopt.compression.prune import _weighted
 
 if TYPE_CHECKING:
     import torch

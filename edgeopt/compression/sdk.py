@@ -10,11 +10,11 @@ from typing import Any
 
 import onnx
 
-from edgeopt.compress.data import holdout, load_split
-from edgeopt.compress.deploy_guard import charge_budget
-from edgeopt.compress.pipeline import CompressionResult, compress_module
-from edgeopt.compress.spec import CompressionSpec, TrainConfig, parse_prune
-from edgeopt.compress.target_timing import STAGE_PATHS
+from edgeopt.compression.data import holdout, load_split
+from edgeopt.compression.deploy_guard import charge_budget
+from edgeopt.compression.pipeline import CompressionResult, compress_module
+from edgeopt.compression.spec import CompressionSpec, TrainConfig, parse_prune
+from edgeopt.compression.target_timing import STAGE_PATHS
 from edgeopt.errors import InputSpecError, ModelError
 from edgeopt.extras import check_request
 from edgeopt.graph.inspect import real_inputs, tensor_spec
@@ -88,7 +88,7 @@ def run_compression(
         raise InputSpecError("compression needs training data (--train PATH)",
                              hint="give an .npz with the model's inputs plus 'labels', or an image folder")
     workdir.mkdir(parents=True, exist_ok=True)
-    from edgeopt.compress.measure import export_single_file
+    from edgeopt.compression.measure import export_single_file
 
     probe = workdir / "inputs.onnx"
     export_single_file(resolved.module, tuple(resolved.example_inputs), probe)
