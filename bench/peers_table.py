@@ -19,7 +19,7 @@ For each model of ``bench/realzoo_models.py`` (fetched from its pinned wheel, da
 In one child process per model, the four runners are timed at batch 1 in ONE interleaved run after warm-up
 (``edgeopt.measure.harness.measure_interleaved``, order rotating every round, ``edgeopt.compare``'s settle runs
 opening each turn), and each one's outputs on the whole held-out evaluation set are judged against plain
-ORT fp32 by ``edgeopt.evaluate.metrics.evaluate`` without labels: the label-free proxy edgeopt picks for that output
+ORT fp32 by ``edgeopt.evaluate.judge.evaluate`` without labels: the label-free proxy edgeopt picks for that output
 kind (``edgeopt.evaluate.fidelity``), named in the table; where the data has labels, the task metric too. The
 verdict: edgeopt's p50 is at most ``1 + NOISE`` times the fastest peer's, at a drop no larger than
 ``--max-drop`` (of the task metric where the data has labels, else of the proxy).
@@ -111,7 +111,7 @@ def outputs_over(runner: Any, feeds: Sequence[Mapping[str, np.ndarray]]) -> list
 def judge(reference: list[np.ndarray], candidate: list[np.ndarray], *, inputs: Mapping[str, np.ndarray],
           labels: np.ndarray | None) -> dict[str, Any]:
     """The label-free proxy edgeopt would use (name, value, drop) and, with labels, the task metric."""
-    from edgeopt.evaluate.metrics import evaluate
+    from edgeopt.evaluate.judge import evaluate
 
     proxy = evaluate(reference, candidate, labels=None, synthetic=False, inputs=inputs)
     found = {"proxy": proxy.metric.removeprefix("fidelity:"), "value": proxy.candidate, "drop": proxy.drop}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeopt.evaluate.fidelity import attention_mask, choose_proxy, output_kind
-from edgeopt.evaluate.metrics import evaluate, fidelity
+from edgeopt.evaluate.fidelity import attention_mask, choose_proxy, fidelity, output_kind
+from edgeopt.evaluate.judge import evaluate
 
 RNG = np.random.default_rng(0)
 

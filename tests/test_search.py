@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 import edgeopt
 from edgeopt.api import deploy
 from edgeopt.errors import AccuracyBudgetExceeded, DataError, InputSpecError
-from edgeopt.evaluate.metrics import FIDELITY_METRICS, METRICS
+from edgeopt.evaluate.task_metrics import FIDELITY_METRICS, METRICS
 from edgeopt.pipeline.request import Deployment
 from edgeopt.search.candidates import SKIPPED_BUDGET, fallback_label, fallback_sizes
 

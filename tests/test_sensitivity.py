@@ -129,7 +129,7 @@ def test_non_onnx_candidates_use_leave_one_fp32_recompiles(built, tmp_path) -> N
     """A candidate whose model is not ONNX is analysed by re-compiling nodes alone in fp32 through the target."""
     from dataclasses import replace
 
-    from edgeopt.evaluate.metrics import run_outputs
+    from edgeopt.evaluate.judge import run_outputs
     from edgeopt.evaluate.reference import ReferenceRunner
     from edgeopt.measure.devices import host_profile
     from edgeopt.plugin.manager import get_plugin_manager

@@ -27,7 +27,7 @@ from sklearn.svm import SVC  # noqa: E402
 
 import edgeopt  # noqa: E402
 from edgeopt.errors import DataError, UnsafeModelError  # noqa: E402
-from edgeopt.evaluate.metrics import metric_suite  # noqa: E402
+from edgeopt.evaluate.task_metrics import metric_suite  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from edgeopt.cli.options import parse_state
 from edgeopt.data.datasets import load_dataset, synthetic_dataset
 from edgeopt.data.stream import compared_constants, detect_state, fed_whole_inputs, resolve_state, stream_outputs
 from edgeopt.errors import DataError, InputSpecError
-from edgeopt.evaluate.metrics import check_outputs, evaluate, run_outputs
+from edgeopt.evaluate.judge import check_outputs, evaluate, run_outputs
 from edgeopt.evaluate.reference import ReferenceRunner
 from edgeopt.measure.devices import host_profile
 from edgeopt.measure.harness import profile_runner

@@ -23,7 +23,8 @@ from edgeopt.builtin.task_metrics import (
     edit_distance,
 )
 from edgeopt.errors import DataError, PluginError
-from edgeopt.evaluate.metrics import evaluate, metric_unit
+from edgeopt.evaluate.judge import evaluate
+from edgeopt.evaluate.task_metrics import metric_unit
 from edgeopt.plugin import hookimpl
 from edgeopt.plugin.manager import get_plugin_manager
 

@@ -16,7 +16,7 @@ import numpy as np
 from edgeopt.artifact.report_html import HTML_NAME
 from edgeopt.artifact.write import MANIFEST_SCHEMA_VERSION
 from edgeopt.compression.deploy_guard import with_deployed
-from edgeopt.evaluate.metrics import metric_unit
+from edgeopt.evaluate.task_metrics import metric_unit
 from edgeopt.graph.index_bounds import index_limits
 from edgeopt.graph.layouts import read_layouts
 from edgeopt.types import Dataset, DeviceProfile, Graph, PassSpec, TargetInfo, TensorSpec

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from edgeopt.evaluate.metrics import accuracy, mse, run_outputs
+from edgeopt.evaluate.judge import run_outputs
 from edgeopt.evaluate.reference import ReferenceRunner
+from edgeopt.evaluate.task_metrics import accuracy, mse
 from edgeopt.graph.normalize import inspect_model
 from edgeopt.measure.harness import measure_interleaved
 from edgeopt.types import Dataset

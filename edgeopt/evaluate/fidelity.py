@@ -1,4 +1,7 @@
-"""Label-free fidelity judged the way the task reads the output: one proxy per output kind.
+"""Label-free fidelity: figures every model gets, and the proxy that judges the way the task reads the output.
+
+``fidelity`` compares all outputs of a candidate with the reference's on the same samples (cosine, SQNR, largest
+error, top-1 agreement); it needs no labels and fills ``Metrics.fidelity`` for every candidate.
 
 Without labels a candidate is judged against the original model's outputs. Cosine of the raw outputs is
 stricter than most tasks (a CTC recognizer whose per-position class scores drift while every decoded
@@ -27,16 +30,24 @@ correlation of the pairwise similarities (what retrieval uses) is reported besid
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Proxy", "attention_mask", "choose_proxy", "cosine_rows", "output_kind", "proxy_scores"]
+from edgeopt.errors import CompileError
+from edgeopt.evaluate.outputs import Outputs, as_list, is_label_output, is_scores, shape_mismatch, squeeze_tail
+
+__all__ = [
+    "SQNR_CAP_DB", "Proxy", "attention_mask", "choose_proxy", "cosine_rows", "fidelity", "output_kind", "proxy_scores",
+]
 
 MAP_THRESHOLD = 0.5
 """Threshold of a probability map for ``map_iou``."""
 _DIST_TOL = 1e-3
+SQNR_CAP_DB = 999.0
+"""SQNR reported when the candidate equals the reference exactly (the true value is infinite)."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +193,7 @@ def proxy_scores(
 ) -> dict[str, float]:
     """The proxy's value (0-100, 100 identical) under ``proxy.name``, plus figures reported beside it.
 
-    ``cosine`` and ``top1_agreement`` come from ``edgeopt.evaluate.metrics.fidelity`` for every model; this adds the
+    ``cosine`` and ``top1_agreement`` come from ``fidelity`` for every model; this adds the
     kind-specific ones."""
     r, c = np.asarray(reference[proxy.output]), np.asarray(candidate[proxy.output])
     if proxy.name == "position_top1":
@@ -203,3 +214,73 @@ def proxy_scores(
             out["similarity_rank_corr"] = rank
         return out
     return {}
+
+
+# ------------------------------------------------------------------------------ figures for every model
+
+
+def _flat(outputs: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """All numeric outputs of each sample concatenated into one float64 row (one row if none is per-sample)."""
+    numeric = [a for a in outputs if a.dtype.kind in "fiub"]
+    per_sample = [a for a in numeric if a.ndim and len(a) == n]
+    if len(per_sample) == len(numeric) and numeric:
+        return np.concatenate([a.astype(np.float64).reshape(n, -1) for a in numeric], axis=1)
+    return np.concatenate([a.astype(np.float64).reshape(-1) for a in numeric])[None, :] if numeric else np.zeros((0, 0))
+
+
+def _top1(ref: list[np.ndarray], cand: list[np.ndarray]) -> dict[str, float]:
+    """Top-1 agreement over the samples whose reference has a single top class (ties make it meaningless)."""
+    for i, a in enumerate(ref):
+        if is_scores(a):
+            sr, sc = squeeze_tail(a).astype(np.float64), squeeze_tail(cand[i]).astype(np.float64)
+            top = np.sort(sr, axis=1)
+            tol = 1e-6 * np.maximum(np.abs(sr).max(axis=1), 1e-30)
+            decisive = top[:, -1] - top[:, -2] > tol
+            if not np.any(decisive):
+                return {}  # e.g. a model whose weights are all equal: every class ties
+            agree = np.argmax(sc[decisive], axis=1) == np.argmax(sr[decisive], axis=1)
+            return {"top1_agreement": float(np.mean(agree) * 100.0)}
+    for i, a in enumerate(ref):
+        if is_label_output(a):
+            return {"top1_agreement": float(np.mean(squeeze_tail(a) == squeeze_tail(cand[i])) * 100.0)}
+    return {}
+
+
+def fidelity(reference: Outputs, candidate: Outputs) -> dict[str, float]:
+    """Label-free agreement of ``candidate`` with ``reference`` over all samples.
+
+    ``cosine`` (mean per-sample cosine of all outputs concatenated; two zero vectors count 1.0; when each
+    sample holds a single value, e.g. a ``[N, 1]`` score, the cosine of that column over the samples, since the
+    cosine of two single numbers only compares their signs),
+    ``sqnr_db`` (10·log10(Σref² / Σ(ref−cand)²), capped at ±999), ``max_abs_error``, and
+    ``top1_agreement`` (percent of samples whose candidate top class is the reference's, counted over the
+    samples where the reference has a single top class; absent when it never has) when an output holds 2-D
+    scores over more than one class, else when one holds 1-D class labels. Non-numeric outputs (string
+    labels) count only towards ``top1_agreement``.
+    """
+    ref, cand = as_list(reference), as_list(candidate)
+    reason = shape_mismatch(ref, cand)
+    if reason:
+        raise CompileError(f"candidate outputs do not match the reference: {reason}")
+    if not ref:
+        raise CompileError("the model produced no outputs to compare")
+    n = len(ref[0]) if ref[0].ndim else 1
+    result = _top1(ref, cand)
+    r, c = _flat(ref, n), _flat(cand, n)
+    if not r.size:
+        return result
+    if r.shape[1] == 1:
+        r, c = r.T, c.T
+    cos = cosine_rows(r, c)
+    result["cosine"] = float(np.clip(np.mean(cos), -1.0, 1.0)) if len(cos) else 1.0
+    signal, noise = float(np.sum(r**2)), float(np.sum((r - c) ** 2))
+    if noise == 0:
+        sqnr = SQNR_CAP_DB
+    elif signal == 0:
+        sqnr = -SQNR_CAP_DB
+    else:
+        sqnr = max(-SQNR_CAP_DB, min(SQNR_CAP_DB, 10.0 * math.log10(signal / noise)))
+    result["sqnr_db"] = sqnr
+    result["max_abs_error"] = float(np.max(np.abs(r - c))) if r.size else 0.0
+    return result
+

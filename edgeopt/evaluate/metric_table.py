@@ -1,8 +1,8 @@
 """Task metrics that plugins add through the ``edgeopt_metrics`` hook: the record, and the active table.
 
 ``edgeopt.plugin.metrics`` collects plugins' metrics and makes them this process's active ones (``set_active``);
-``edgeopt.evaluate.metrics`` looks a name up here after its built-ins, so ``--metric NAME`` judges candidates by the
-plugin's function and the manifest records the name and unit like a built-in's. The table is per process: each
+``edgeopt.evaluate.task_metrics`` looks a name up here after its built-ins, so ``--metric NAME`` judges candidates by
+the plugin's function and the manifest records the name and unit like a built-in's. The table is per process: each
 deploy activates the metrics of its own plugin manager before any work (``PluginManager.check_metric``).
 """
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from edgeopt.errors import PluginError
 from edgeopt.evaluate.metric_table import NAME_PATTERN, UNITS, MetricFunction, TaskMetric, set_active
-from edgeopt.evaluate.metrics import FIDELITY_METRICS, METRICS
+from edgeopt.evaluate.task_metrics import FIDELITY_METRICS, METRICS
 
 
 @dataclass

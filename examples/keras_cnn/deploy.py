@@ -16,7 +16,7 @@ import numpy as np
 
 import edgeopt
 from edgeopt.errors import EdgeoptError
-from edgeopt.evaluate.metrics import fidelity
+from edgeopt.evaluate.fidelity import fidelity
 from examples.keras_cnn.model import load_split, save, train
 
 EDGE_TPU_TARGETS = ("edgetpu", "tflite")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 import edgeopt
-from edgeopt.evaluate.metrics import METRICS, metric_suite
+from edgeopt.evaluate.task_metrics import METRICS, metric_suite
 
 
 def artifact_outputs(path: Path, x: np.ndarray) -> list[np.ndarray]:

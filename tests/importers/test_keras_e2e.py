@@ -22,7 +22,7 @@ pytest.importorskip("sklearn")
 
 import edgeopt  # noqa: E402
 from edgeopt.errors import UnsafeModelError  # noqa: E402
-from edgeopt.evaluate.metrics import fidelity  # noqa: E402
+from edgeopt.evaluate.fidelity import fidelity  # noqa: E402
 from edgeopt.graph.layouts import read_layouts  # noqa: E402
 from edgeopt.importers.keras import edgeopt_import  # noqa: E402
 from edgeopt.types import ImportOptions  # noqa: E402

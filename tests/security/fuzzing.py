@@ -32,7 +32,7 @@ from pathlib import Path
 from edgeopt.artifact.manifest import input_dicts
 from edgeopt.data.datasets import synthetic_dataset
 from edgeopt.errors import EdgeoptError
-from edgeopt.evaluate.metrics import check_outputs, evaluate, run_outputs
+from edgeopt.evaluate.judge import check_outputs, evaluate, run_outputs
 from edgeopt.evaluate.reference import ReferenceRunner, batch_size_of
 from edgeopt.graph.normalize import inspect_model, load_model, load_onnx, normalize
 from edgeopt.process.isolation import IsolatedWorker
