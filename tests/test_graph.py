@@ -1,4 +1,4 @@
-"""edgeopt.graph.normalize: safe loading, normalization of real opset-9 models, inspection, fingerprints."""
+"""edgeopt.graph: safe loading, normalization of real opset-9 models, inspection, fingerprints."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.errors import InputSpecError, ModelError, ResourceLimitError, UnsafeModelError, UnsupportedModelError
-from edgeopt.graph.normalize import inspect_model, load_model, load_onnx, normalize
+from edgeopt.graph.inspect import inspect_model
+from edgeopt.graph.model_io import load_model, load_onnx
+from edgeopt.graph.normalize import normalize
 from edgeopt.hashing import sha256_bytes, sha256_file
 from edgeopt.types import ImportOptions
 
@@ -434,9 +436,9 @@ def test_external_data_with_wrong_length_or_missing_file(tmp_path):
 
 
 def test_large_models_are_saved_with_external_data_in_workdir(tmp_path, monkeypatch):
-    import edgeopt.graph.normalize
+    import edgeopt.graph.model_io
 
-    monkeypatch.setattr(edgeopt.graph.normalize, "LARGE_MODEL_BYTES", 1024)  # the 4 KiB weight counts as "large"
+    monkeypatch.setattr(edgeopt.graph.model_io, "LARGE_MODEL_BYTES", 1024)  # the 4 KiB weight counts as "large"
     path, w = _external_model(tmp_path / "m")
     graph = _normalize_file(path, tmp_path / "w")
     assert sorted(os.listdir(tmp_path / "w")) == ["model.onnx", "model.onnx.data"]

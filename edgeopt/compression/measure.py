@@ -19,7 +19,7 @@ import onnx
 from edgeopt.evaluate.judge import run_outputs
 from edgeopt.evaluate.reference import ReferenceRunner
 from edgeopt.evaluate.task_metrics import accuracy, mse
-from edgeopt.graph.normalize import inspect_model
+from edgeopt.graph.inspect import inspect_model
 from edgeopt.measure.harness import measure_interleaved
 from edgeopt.types import Dataset
 

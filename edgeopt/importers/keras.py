@@ -30,7 +30,8 @@ from typing import Any
 from edgeopt.errors import InputSpecError, ModelError, ResourceLimitError, UnsafeModelError
 from edgeopt.extras import require
 from edgeopt.graph.layouts import layout_for_rank, stamp_layouts
-from edgeopt.graph.normalize import load_onnx, normalize
+from edgeopt.graph.model_io import load_onnx
+from edgeopt.graph.normalize import normalize
 from edgeopt.graph.safety import with_env_limits
 from edgeopt.hashing import sha256_file
 from edgeopt.plugin import hookimpl

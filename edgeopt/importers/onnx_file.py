@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgeopt.graph.normalize import load_onnx, normalize
+from edgeopt.graph.model_io import load_onnx
+from edgeopt.graph.normalize import normalize
 from edgeopt.graph.safety import ARCHIVE_SUFFIXES
 from edgeopt.hashing import sha256_file
 from edgeopt.plugin import hookimpl
@@ -25,7 +26,7 @@ def is_onnx_path(source: object) -> bool:
 
 @hookimpl
 def edgeopt_import(source: object, options: ImportOptions, workdir: Path) -> Graph | None:
-    """Load ``source`` as untrusted ONNX (see ``edgeopt.graph.normalize.load_onnx``) and normalize it.
+    """Load ``source`` as untrusted ONNX (see ``edgeopt.graph.model_io.load_onnx``) and normalize it.
 
     Returns None for anything that is not an ``.onnx`` path. A missing file is a ModelError.
     """

@@ -28,7 +28,8 @@ import onnx
 
 from edgeopt.errors import InputSpecError, ModelError, UnsafeModelError
 from edgeopt.extras import import_optional, is_factory_spec, require
-from edgeopt.graph.normalize import load_onnx, normalize
+from edgeopt.graph.model_io import load_onnx
+from edgeopt.graph.normalize import normalize
 from edgeopt.hashing import sha256_file
 from edgeopt.plugin import hookimpl
 from edgeopt.types import Graph, ImportOptions

@@ -34,7 +34,9 @@ from edgeopt.data.datasets import synthetic_dataset
 from edgeopt.errors import EdgeoptError
 from edgeopt.evaluate.judge import check_outputs, evaluate, run_outputs
 from edgeopt.evaluate.reference import ReferenceRunner, batch_size_of
-from edgeopt.graph.normalize import inspect_model, load_model, load_onnx, normalize
+from edgeopt.graph.inspect import inspect_model
+from edgeopt.graph.model_io import load_model, load_onnx
+from edgeopt.graph.normalize import normalize
 from edgeopt.process.isolation import IsolatedWorker
 from edgeopt.types import Graph, ImportOptions
 from tests.security.fuzz_mutators import STRUCTURAL, mutate

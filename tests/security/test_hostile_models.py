@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.artifact.write import write_artifact
 from edgeopt.errors import ModelError, OutputPathError, ResourceLimitError, UnsafeModelError
-from edgeopt.graph.normalize import load_onnx
+from edgeopt.graph.model_io import load_onnx
 from edgeopt.graph.safety import with_env_limits
 from edgeopt.settings import parse_size
 from edgeopt.types import ImportOptions
@@ -455,7 +455,8 @@ def test_out_never_replaces_user_files(tmp_path, kind):
 def test_a_model_over_2_gib_is_normalized_with_external_data(tmp_path):
     """Two 1.1 GiB weights (sparse files), each under the per-tensor limit: the normalized model keeps its
     weights in model.onnx.data beside model.onnx, and loads."""
-    from edgeopt.graph.normalize import DATA_FILE, load_model, normalize
+    from edgeopt.graph.model_io import DATA_FILE, load_model
+    from edgeopt.graph.normalize import normalize
 
     rows = int(1.1 * 2**30) // 4096
     folder = tmp_path / "model"

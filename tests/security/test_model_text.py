@@ -15,7 +15,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from edgeopt.errors import ModelError, UnsafeModelError
-from edgeopt.graph.normalize import load_onnx, normalize
+from edgeopt.graph.model_io import load_onnx
+from edgeopt.graph.normalize import normalize
 from edgeopt.graph.utf8 import check_text, invalid_text
 from edgeopt.types import ImportOptions
 from tests.security.fuzz_mutators_names import INVALID_UTF8, PLACEHOLDER, rename_everywhere
