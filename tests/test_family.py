@@ -12,7 +12,8 @@ import onnxruntime as ort
 import pytest
 
 from edgeopt.graph.model_family import detect_family
-from edgeopt.passes.ort_quantize import StaticInt8Options, quantize_static_int8
+from edgeopt.passes.ort_quantize import quantize_static_int8
+from edgeopt.passes.ort_quantize_options import StaticInt8Options
 from edgeopt.passes.transformer_fusion import TransformerFusionOptions, fuse_transformer, unfold_gemms
 from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.types import Dataset, ImportOptions

@@ -17,7 +17,7 @@ from edgeopt.evaluate.sensitivity import (
     recompile_sensitivity,
     weight_prior,
 )
-from edgeopt.passes.ort_quantize import StaticInt8Options
+from edgeopt.passes.ort_quantize_options import StaticInt8Options
 from edgeopt.search.cache import SearchCache, data_fingerprint, plan_identity
 from edgeopt.types import Dataset, Graph, PassSpec, Plan
 from tests.test_search import outlier_mlp, predict

@@ -102,7 +102,8 @@ class _Run:
 
 def _ptq_metric(run: _Run, fp32: Path) -> float:
     """Metric of post-training static int8 (ORT QDQ, per-channel, 7-bit weights) of ``fp32``."""
-    from edgeopt.passes.ort_quantize import StaticInt8Options, quantize_static_int8
+    from edgeopt.passes.ort_quantize import quantize_static_int8
+    from edgeopt.passes.ort_quantize_options import StaticInt8Options
 
     dst = run.workdir / "ptq-check" / "model.onnx"
     calib = Dataset({n: t[:256].numpy() for n, t in zip(run.train.names, run.train.inputs, strict=True)})

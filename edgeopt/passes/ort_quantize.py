@@ -1,5 +1,8 @@
 """Int8 quantization with ONNX Runtime's quantizer, behind typed options and an honest report.
 
+The options and the report are ``edgeopt.passes.ort_quantize_options``; what the report counts is read from the
+models by ``edgeopt.passes.int8_nodes``.
+
 Static quantization writes a QDQ model (QuantizeLinear/DequantizeLinear pairs around float ops)
 that any ONNX Runtime, and most other runtimes, can load and fuse into integer kernels. Dynamic
 quantization stores int8 weights and quantizes activations at run time (ConvInteger, MatMulInteger).
@@ -14,163 +17,39 @@ Contracts kept here, each the fix for a bug seen in the wild:
   model labelled int8.
 """
 
+
 from __future__ import annotations
 
 import io
 import logging
-import math
 import shutil
 import tempfile
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any
 
 import numpy as np
 import onnx
 
 from edgeopt.errors import CompileError, DataError, EdgeoptError
+from edgeopt.passes.int8_nodes import (
+    DYNAMIC_OP_TYPES,
+    STATIC_OP_TYPES,
+    float_tail_nodes,
+    quantizable,
+    quantized_dynamic,
+    quantized_static,
+    weight_bytes,
+)
 from edgeopt.passes.ort_calibrate import calibrate, calibrator_options, quantize_with_ranges
 from edgeopt.passes.ort_optimize import BIG_MODEL_BYTES, model_bytes, model_files
+from edgeopt.passes.ort_quantize_options import ORT_CALIBRATION, DynamicInt8Options, QuantizeReport, StaticInt8Options
 from edgeopt.types import Dataset
 
-WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Attention", "LSTM")
-"""Ops whose weights and arithmetic quantization is for; the ones ``QuantizeReport`` counts."""
-STATIC_OP_TYPES = ("Conv", "ConvTranspose", "MatMul", "Gemm")
-"""Weighted ops with QDQ support in ORT's static quantizer."""
-DYNAMIC_OP_TYPES = ("Conv", "MatMul", "Gemm", "Attention", "LSTM")
-"""Ops ORT's dynamic quantizer has integer kernels for (Gemm is rewritten to MatMul first)."""
-_INTEGER_OPS = {
-    "ConvInteger": "Conv",
-    "MatMulInteger": "MatMul",
-    "DynamicQuantizeMatMul": "MatMul",
-    "QAttention": "Attention",
-    "DynamicQuantizeLSTM": "LSTM",
-}
 _log = logging.getLogger(__name__)
 _ORT_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
-_ORT_CALIBRATION = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise CompileError(f"invalid {name} {value!r}", hint=f"choose one of {', '.join(choices)}")
-
-
-class _Params:
-    """JSON-ready round trip for option dataclasses (plans carry options as PassSpec params)."""
-
-    def to_params(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> Self:
-        """Rebuild options from ``to_params`` output; unknown keys raise ``CompileError``."""
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise CompileError(
-                f"unknown {cls.__name__} option(s): {', '.join(unknown)}", hint=f"known: {', '.join(sorted(known))}"
-            )
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
-
-
-@dataclass(frozen=True)
-class StaticInt8Options(_Params):
-    """Settings for static (calibrated) int8 QDQ quantization."""
-
-    per_channel: bool = True
-    """One scale per output channel of each weight (accurate; needs opset >= 13) instead of one per tensor."""
-    activation_type: Literal["uint8", "int8"] = "uint8"
-    """Activation integer type. ``uint8`` (U8S8) suits x86 kernels; ``int8`` (S8S8) suits Arm and GPUs."""
-    weight_type: Literal["int8", "uint8"] = "int8"
-    """Weight integer type. ``uint8`` with uint8 activations (U8U8) avoids int16 saturation on AVX2 without VNNI."""
-    calibrate_method: Literal["minmax", "percentile", "entropy"] = "minmax"
-    """How activation ranges come from calibration data: full range, clipped percentile, or KL entropy."""
-    reduce_range: bool = False
-    """Quantize weights to 7 bits, so U8S8 products cannot saturate on x86 CPUs without VNNI."""
-    op_types: tuple[str, ...] | None = None
-    """Op types to quantize; None quantizes every op type ORT's QDQ quantizer supports."""
-    nodes_to_exclude: tuple[str, ...] = ()
-    """Node names left in float (e.g. a sensitive first or last layer)."""
-    symmetric_activation: bool = False
-    """Force activation ranges symmetric around zero (zero point 0 for int8 activations)."""
-    percentile: float = 99.999
-    """Percentile of absolute activation values kept, with ``calibrate_method="percentile"``."""
-    max_calibration_samples: int | None = None
-    """Use at most this many calibration samples; None uses all of them."""
-    float_outputs: bool = True
-    """Leave the weightless tail of the graph (a final Softmax, Reshape, Sigmoid... up to the last weighted op) in
-    float: quantizing it gains no speed and rounds the outputs to 8 bits (probabilities to multiples of 1/256)."""
-
-    def __post_init__(self) -> None:
-        _check_choice("activation_type", self.activation_type, ("uint8", "int8"))
-        _check_choice("weight_type", self.weight_type, ("int8", "uint8"))
-        _check_choice("calibrate_method", self.calibrate_method, tuple(_ORT_CALIBRATION))
-        if self.activation_type == "int8" and self.weight_type == "uint8":
-            raise CompileError(
-                "int8 activations with uint8 weights (S8U8) have no ONNX Runtime kernels", hint="use weight_type='int8'"
-            )
-        if not 0.0 < self.percentile <= 100.0:
-            raise CompileError(f"invalid percentile {self.percentile}", hint="give a value in (0, 100]")
-        if self.max_calibration_samples is not None and self.max_calibration_samples < 1:
-            raise CompileError("max_calibration_samples must be at least 1", hint="or None to use every sample")
-
-
-@dataclass(frozen=True)
-class DynamicInt8Options(_Params):
-    """Settings for dynamic int8 quantization (int8 weights, activations quantized at run time)."""
-
-    per_channel: bool = False
-    """One scale per output channel of each weight instead of one per tensor."""
-    weight_type: Literal["int8", "uint8"] = "int8"
-    """Weight integer type; activations are always uint8 in ORT's dynamic mode."""
-    reduce_range: bool = False
-    """Quantize weights to 7 bits, so products cannot saturate on x86 CPUs without VNNI."""
-    op_types: tuple[str, ...] = ("MatMul", "Gemm", "Attention", "LSTM")
-    """Op types to quantize. ORT has dynamic kernels for Conv, MatMul, Gemm, Attention and LSTM only (no GRU).
-    Conv is left out by default: ConvInteger is usually slower than float Conv."""
-    nodes_to_exclude: tuple[str, ...] = ()
-    """Node names left in float."""
-
-    def __post_init__(self) -> None:
-        _check_choice("weight_type", self.weight_type, ("int8", "uint8"))
-
-
-@dataclass(frozen=True)
-class QuantizeReport:
-    """What a quantization run did, counted from the models themselves."""
-
-    mode: str
-    """``static`` or ``dynamic``."""
-    quantized_nodes: int
-    """Weighted nodes (Conv, MatMul, Gemm...) that run on quantized inputs in the output model."""
-    quantizable_nodes: int
-    """Weighted nodes in the input that the options asked to quantize."""
-    quantized_by_op: Mapping[str, int]
-    """``quantized_nodes`` by op type of the input model (dynamic mode counts Gemm as MatMul: ORT rewrites it)."""
-    weight_bytes_before: int
-    """Bytes of the input's initializers."""
-    weight_bytes_after: int
-    """Bytes of the output's initializers (int8 weights, int32 biases, scales and zero points)."""
-    ort_parameters: Mapping[str, Any]
-    """The arguments given to ONNX Runtime's quantizer, enums as their names."""
-    ort_version: str
-    calibration_samples: int = 0
-    """Samples the static calibration ran on (0 for dynamic)."""
-    notes: tuple[str, ...] = ()
-
-    def as_params(self) -> dict[str, Any]:
-        """The report as JSON-ready manifest parameters (``ort_parameters`` under ``ort``)."""
-        params = asdict(self)
-        params["ort"] = params.pop("ort_parameters")
-        del params["mode"], params["notes"]
-        return params
-
-
-# --- model facts ----------------------------------------------------------------------------------
 
 
 def _load(path: Path) -> onnx.ModelProto:
@@ -179,59 +58,6 @@ def _load(path: Path) -> onnx.ModelProto:
 
 def _opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
-def weight_bytes(model: onnx.ModelProto) -> int:
-    """Bytes of the top graph's initializers, from their declared dtype and shape."""
-    total = 0
-    for init in model.graph.initializer:
-        if init.data_type == onnx.TensorProto.STRING:
-            continue
-        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
-        total += itemsize * math.prod(init.dims)
-    return total
-
-
-def _quantizable(model: onnx.ModelProto, op_types: tuple[str, ...], exclude: tuple[str, ...]) -> int:
-    return sum(1 for n in model.graph.node if n.op_type in op_types and n.name not in exclude)
-
-
-def _output_ops(model: onnx.ModelProto) -> list[str]:
-    """Names of the weightless nodes in the graph's tail: every path from them reaches a graph output
-    without passing a weighted op (a final Softmax followed by a Reshape, say)."""
-    outputs = {o.name for o in model.graph.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    tail: set[int] = set()
-    changed = True
-    while changed:
-        changed = False
-        for node in model.graph.node:
-            if id(node) in tail or not node.name or node.op_type in WEIGHTED_OPS:
-                continue
-            uses = [c for out in node.output for c in consumers.get(out, [])]
-            reaches_output = bool(set(node.output) & outputs)
-            if (reaches_output or uses) and all(id(c) in tail for c in uses):
-                tail.add(id(node))
-                changed = True
-    return [n.name for n in model.graph.node if id(n) in tail]
-
-
-def _quantized_static(model: onnx.ModelProto) -> Counter[str]:
-    """Weighted nodes whose data and weight inputs both come out of DequantizeLinear (the QDQ pattern
-    ORT fuses into an integer kernel); a float node merely fed by a quantized activation does not count."""
-    producer = {out: n.op_type for n in model.graph.node for out in n.output}
-    return Counter(
-        n.op_type
-        for n in model.graph.node
-        if n.op_type in WEIGHTED_OPS and all(producer.get(i) == "DequantizeLinear" for i in n.input[:2])
-    )
-
-
-def _quantized_dynamic(model: onnx.ModelProto) -> Counter[str]:
-    return Counter(_INTEGER_OPS[n.op_type] for n in model.graph.node if n.op_type in _INTEGER_OPS)
 
 
 # --- ORT plumbing ---------------------------------------------------------------------------------
@@ -355,11 +181,11 @@ def _quantize(
                 hint="try per_channel=False or another calibration method, or deploy as fp32",
             ) from exc
         result = _load(out)
-        counted = _quantized_static(result) if mode == "static" else _quantized_dynamic(result)
+        counted = quantized_static(result) if mode == "static" else quantized_dynamic(result)
         report = QuantizeReport(
             mode=mode,
             quantized_nodes=sum(counted.values()),
-            quantizable_nodes=_quantizable(model, wanted, exclude),
+            quantizable_nodes=quantizable(model, wanted, exclude),
             quantized_by_op=dict(sorted(counted.items())),
             weight_bytes_before=weight_bytes(model),
             weight_bytes_after=weight_bytes(result),
@@ -427,9 +253,9 @@ def quantize_static_int8(
         "reduce_range": options.reduce_range,
         "activation_type": _ORT_TYPES[options.activation_type],
         "weight_type": _ORT_TYPES[options.weight_type],
-        "calibrate_method": _ORT_CALIBRATION[options.calibrate_method],
+        "calibrate_method": ORT_CALIBRATION[options.calibrate_method],
         "op_types_to_quantize": list(options.op_types) if options.op_types is not None else None,
-        "nodes_to_exclude": list(options.nodes_to_exclude) + (_output_ops(model) if options.float_outputs else []),
+        "nodes_to_exclude": list(options.nodes_to_exclude) + (float_tail_nodes(model) if options.float_outputs else []),
         "use_external_data_format": model_bytes(src) > BIG_MODEL_BYTES,
         "extra_options": extra,
         "calibrator_options": calibrator_options(options.calibrate_method, percentile=options.percentile),

@@ -8,7 +8,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.graph.normalize import normalize
-from edgeopt.passes.ort_quantize import StaticInt8Options, quantize_static_int8
+from edgeopt.passes.ort_quantize import quantize_static_int8
+from edgeopt.passes.ort_quantize_options import StaticInt8Options
 from edgeopt.types import Dataset, ImportOptions
 
 

@@ -13,7 +13,8 @@ from onnxruntime.quantization.calibrate import create_calibrator
 from edgeopt.errors import CompileError
 from edgeopt.passes import ort_calibrate
 from edgeopt.passes.ort_calibrate import all_op_types, calibrate, calibrator_options, quantize_with_ranges
-from edgeopt.passes.ort_quantize import StaticInt8Options, quantize_static_int8
+from edgeopt.passes.ort_quantize import quantize_static_int8
+from edgeopt.passes.ort_quantize_options import StaticInt8Options
 from edgeopt.types import Dataset
 from tests.passes.test_ort_quantize import _conv_model
 

@@ -12,12 +12,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeopt.errors import CompileError, DataError
-from edgeopt.passes.ort_quantize import (
-    DynamicInt8Options,
-    StaticInt8Options,
-    quantize_dynamic_int8,
-    quantize_static_int8,
-)
+from edgeopt.passes.ort_quantize import quantize_dynamic_int8, quantize_static_int8
+from edgeopt.passes.ort_quantize_options import DynamicInt8Options, StaticInt8Options
 from edgeopt.types import Dataset
 
 
@@ -248,7 +244,7 @@ def test_every_option_field_has_a_docstring() -> None:
     import ast
     import inspect
 
-    import edgeopt.passes.ort_quantize as module
+    import edgeopt.passes.ort_quantize_options as module
 
     tree = ast.parse(inspect.getsource(module))
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("Options")):
