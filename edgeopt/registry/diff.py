@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeopt.artifact.report import lookup
+from edgeopt.artifact.report_format import lookup
 from edgeopt.registry.records import DeploymentRecord
 
 
