@@ -16,16 +16,17 @@ from typing import TYPE_CHECKING, Any
 from edgeopt.version import __version__
 
 if TYPE_CHECKING:
-    from edgeopt.api import Predictor, compare, compress, deploy, devices, inspect, load, profile, targets
+    from edgeopt.api import compare, compress, deploy, devices, inspect, load, profile, targets
     from edgeopt.monitoring.monitor import monitor
-    from edgeopt.pipeline.compare import Comparison
+    from edgeopt.pipeline.comparison import Comparison
     from edgeopt.pipeline.request import Deployment
     from edgeopt.plugin.hookspecs import hookimpl
+    from edgeopt.predictor import Predictor
     from edgeopt.registry.lifecycle import redeploy
     from edgeopt.registry.store import open_registry
 
 _WHERE = {
-    "Predictor": "edgeopt.api",
+    "Predictor": "edgeopt.predictor",
     "compare": "edgeopt.api",
     "compress": "edgeopt.api",
     "deploy": "edgeopt.api",
@@ -34,7 +35,7 @@ _WHERE = {
     "load": "edgeopt.api",
     "profile": "edgeopt.api",
     "targets": "edgeopt.api",
-    "Comparison": "edgeopt.pipeline.compare",
+    "Comparison": "edgeopt.pipeline.comparison",
     "Deployment": "edgeopt.pipeline.request",
     "monitor": "edgeopt.monitoring.monitor",
     "hookimpl": "edgeopt.plugin.hookspecs",

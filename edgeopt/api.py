@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,34 +12,32 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeopt.artifact.manifest import manifest_state
-from edgeopt.artifact.write import verify_artifact
 from edgeopt.compression.sdk import compress  # noqa: F401 - the SDK function, re-exported
 from edgeopt.compression.spec import CompressionSpec
-from edgeopt.errors import ArtifactError, InputSpecError, ModelError
+from edgeopt.errors import ModelError
 from edgeopt.evaluate.reference import batch_size_of
-from edgeopt.graph.normalize import GraphSummary, inspect_model, load_model
+from edgeopt.graph.inspect import GraphSummary, inspect_model
+from edgeopt.graph.model_io import load_model
 from edgeopt.measure.devices import list_profiles
 from edgeopt.measure.harness import profile_runner
 from edgeopt.passes.batch import checked_batches
-from edgeopt.pipeline.compare import Comparison
-from edgeopt.pipeline.request import Deployment, DeployRequest, resolve_device
+from edgeopt.pipeline.comparison import Comparison
+from edgeopt.pipeline.request import Deployment, DeployRequest
 from edgeopt.pipeline.stages import feeds_for_batch
 from edgeopt.plugin.manager import PluginManager, PluginStatus, get_plugin_manager
+from edgeopt.predictor import Predictor, open_artifact
 from edgeopt.search.candidates import Events
 from edgeopt.types import (
-    Compiled,
     Dataset,
     DeviceProfile,
     ImportOptions,
-    Plan,
-    Runner,
     RunSettings,
     TargetInfo,
     TensorSpec,
 )
 
 if TYPE_CHECKING:
-    from edgeopt.monitoring.fieldlog import FieldRecorder
+    pass
 
 
 def deploy(
@@ -86,7 +83,7 @@ def deploy(
 
     ``calib``/``eval`` take an ``.npz`` path, a folder of images, a mapping of arrays, or any
     iterable of feed dicts. Without them edgeopt uses synthetic inputs and says so. ``metric`` is a
-    name from ``edgeopt.evaluate.metrics`` or a callable ``(outputs, labels) -> float`` (higher is better);
+    name from ``edgeopt.evaluate.task_metrics`` or a callable ``(outputs, labels) -> float`` (higher is better);
     ``max_drop`` is in that metric's own units. ``budget_s`` limits the candidate search (candidates
     not started in time are listed as skipped); ``cache=False`` bypasses the search cache; ``exhaustive=True`` builds
     every plan of a ``precision="auto"`` search, even those the speed screen shows cannot win
@@ -200,108 +197,6 @@ def _shapes(input_shapes: Mapping[str, Sequence[int]] | Sequence[int] | None) ->
     return {"": tuple(int(d) for d in input_shapes)}
 
 
-class Predictor:
-    """A loaded artifact: call it with a dict of numpy arrays, get a dict of outputs by name."""
-
-    def __init__(self, path: Path, manifest: dict, runner: Runner, *, recorder: FieldRecorder | None = None) -> None:
-        self.path = path
-        self.manifest = manifest
-        self._runner = runner
-        self._recorder = recorder
-        """Opt-in field monitoring: latency and per-input summaries of each call (``edgeopt.monitoring``)."""
-        self.inputs = [TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in manifest["graph"]["inputs"]]
-        self.output_names = [o["name"] for o in manifest["graph"]["outputs"]]
-        self._dtypes = {s.name: np.dtype(s.dtype) for s in self.inputs}
-        self.state: dict[str, str] = manifest_state(manifest)
-        """A streaming model's recurrent state, output -> input: feed each call's state outputs back as the next
-        call's state inputs (``stream`` does)."""
-
-    def __call__(self, feeds: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
-        """Run one inference. ``feeds`` maps input names to arrays; a model with one input also takes the bare
-        array. Feeds that fit go straight to the runtime; on an input error the feeds are checked against the
-        model's inputs and cast to their dtypes, then tried once more. Raises ``InputSpecError`` (E200) for
-        feeds that do not fit."""
-        if not isinstance(feeds, Mapping):
-            if len(self.inputs) != 1:
-                names = ", ".join(s.name for s in self.inputs)
-                raise InputSpecError(f"this model has {len(self.inputs)} inputs ({names}); a bare array fits only "
-                                     "a single-input model", hint="pass a dict {input name: array}")
-            feeds = {self.inputs[0].name: np.asarray(feeds)}
-        began = time.perf_counter()
-        try:
-            outputs = self._runner.run(feeds)
-        except InputSpecError:
-            outputs = self._runner.run(self._conformed(feeds))
-        if self._recorder is not None:
-            self._recorder.record(feeds, time.perf_counter() - began)
-        return dict(zip(self.output_names, outputs, strict=True))
-
-    def stream(self, steps: Iterable[Mapping[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
-        """Run ``steps`` as one stream and yield each call's outputs: state inputs (``self.state``) start from
-        zeros unless the first step gives them, and each later call gets the previous call's state outputs."""
-        shapes = {s.name: s for s in self.inputs}
-        carried: dict[str, np.ndarray] = {}
-        for step in steps:
-            feeds = {k: np.asarray(v) for k, v in step.items()}
-            for inp in self.state.values():
-                if inp in carried:
-                    feeds[inp] = carried[inp]
-                elif inp not in feeds:
-                    spec = shapes[inp]
-                    feeds[inp] = np.zeros(tuple(int(d) for d in spec.shape), np.dtype(spec.dtype))
-            outputs = self(feeds)
-            carried = {inp: outputs[out] for out, inp in self.state.items()}
-            yield outputs
-
-    def _conformed(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if feeds.keys() != self._dtypes.keys():
-            raise InputSpecError(f"inputs must be exactly {sorted(self._dtypes)}, got {sorted(feeds)}")
-        return {name: np.asarray(feeds[name], dtype) for name, dtype in self._dtypes.items()}
-
-    def close(self) -> None:
-        self._runner.close()
-        if self._recorder is not None:
-            self._recorder.close()
-
-    def __enter__(self) -> Predictor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _compiled_from(path: Path, manifest: dict) -> Compiled:
-    plan = Plan(
-        target=manifest["target"]["name"],
-        precision=manifest["plan"]["precision"],
-        label=manifest["plan"].get("label", ""),
-    )
-    files = tuple(f for f in manifest["files"] if f != "report.md")
-    return Compiled(
-        directory=path, model_file=manifest["model_file"], files=files, plan=plan, runtime=manifest.get("runtime", "")
-    )
-
-
-def _open(
-    path: str | Path, pm: PluginManager | None, batch: int | None
-) -> tuple[Path, dict, Runner, TargetInfo, DeviceProfile, PluginManager, Compiled]:
-    """Verify the artifact and load it; ``batch`` None means the batch the model was built for."""
-    path = Path(path)
-    if not path.exists():
-        raise ArtifactError(f"{path}: no such artifact", hint="give the directory `edgeopt deploy` wrote")
-    manifest = verify_artifact(path)
-    if batch is None:
-        specs = [TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in manifest["graph"]["inputs"]]
-        batch = batch_size_of(specs, skip=(manifest.get("stream") or {}).get("fed_whole", ()))
-    pm = pm or get_plugin_manager()
-    target = pm.target(manifest["target"]["name"])
-    device_name = manifest["device"]["name"]
-    device = resolve_device(None if device_name == "host" else device_name, target)
-    compiled = _compiled_from(path, manifest)
-    runner = pm.runner(compiled, target, device, RunSettings(batch=batch, threads=manifest["plan"].get("threads")))
-    return path, manifest, runner, target, device, pm, compiled
-
-
 def load(
     path: str | Path,
     *,
@@ -320,7 +215,7 @@ def load(
         from edgeopt.registry.lifecycle import artifact_of
 
         path = artifact_of(path.removeprefix("registry:"))
-    path, manifest, runner, *_ = _open(path, plugin_manager, None)
+    path, manifest, runner, *_ = open_artifact(path, plugin_manager, None)
     recorder = None
     if monitor_log is not None:
         from edgeopt.monitoring.fieldlog import FieldRecorder
@@ -349,7 +244,7 @@ def profile(
     from edgeopt.data.datasets import synthetic_dataset
     from edgeopt.types import Graph
 
-    path, manifest, runner, target, device, pm, compiled = _open(path, plugin_manager, 1)
+    path, manifest, runner, target, device, pm, compiled = open_artifact(path, plugin_manager, 1)
     runner.close()
     specs = tuple(TensorSpec(i["name"], i["dtype"], tuple(i["shape"])) for i in manifest["graph"]["inputs"])
     graph = Graph(

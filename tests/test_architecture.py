@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("artifact",),
     ("pipeline",),
     ("registry", "monitoring"),
-    ("api",),
+    ("api", "predictor"),
     ("cli", "farm", "testing", "__init__", "__main__"),
 )
 """docs/architecture.md's drawing, bottom first: a unit (top-level module or subpackage of ``edgeopt``) may import

@@ -13,7 +13,8 @@ import edgeopt
 from edgeopt.errors import InputSpecError, TargetError
 from edgeopt.measure.devices import host_profile
 from edgeopt.measure.harness import measure_interleaved
-from edgeopt.pipeline.compare import Setting, rank_key, settings_for
+from edgeopt.pipeline.compare import rank_key, settings_for
+from edgeopt.pipeline.comparison import Setting
 from edgeopt.pipeline.request import DeployRequest
 from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.types import LatencyStats

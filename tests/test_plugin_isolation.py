@@ -20,7 +20,8 @@ from edgeopt.artifact.write import verify_artifact
 from edgeopt.errors import PluginError
 from edgeopt.measure.devices import get_profile
 from edgeopt.plugin.doctor import diagnose
-from edgeopt.plugin.manager import HookTimeout, get_plugin_manager, hook_timeout_s
+from edgeopt.plugin.hook_timeout import HookTimeout, hook_timeout_s
+from edgeopt.plugin.manager import get_plugin_manager
 from edgeopt.plugin.register import TargetRegister
 from edgeopt.types import ImportOptions
 from tests.plugin_dists import activate, make_plugin_dist

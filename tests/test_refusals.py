@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from edgeopt.errors import AccuracyBudgetExceeded
-from edgeopt.pipeline.compare import Comparison, TargetResult, no_winner
+from edgeopt.pipeline.compare import no_winner
+from edgeopt.pipeline.comparison import Comparison, TargetResult
 from edgeopt.pipeline.request import DeployRequest
-from edgeopt.search.candidates import Candidate, budget_reason, select
+from edgeopt.search.candidates import Candidate, budget_reason
+from edgeopt.search.selection import select
 from edgeopt.types import Metrics, Plan
 
 COLLAPSE = "output 0 collapsed: it is constant across 32 samples while the reference varies (reference spread 0.4)"

@@ -13,8 +13,10 @@ from edgeopt.artifact.report import render_markdown
 from edgeopt.measure.harness import measure_interleaved, stats_from_samples
 from edgeopt.measure.host import host_state
 from edgeopt.measure.significance import Contender, choose, ratio_ci
-from edgeopt.pipeline.compare import Setting, TargetResult, _pick, _why
-from edgeopt.search.candidates import Candidate, select
+from edgeopt.pipeline.compare import _pick, _why
+from edgeopt.pipeline.comparison import Setting, TargetResult
+from edgeopt.search.candidates import Candidate
+from edgeopt.search.selection import select
 from edgeopt.types import Compiled, Metrics, Plan
 
 

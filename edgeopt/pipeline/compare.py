@@ -18,18 +18,17 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from edgeopt.artifact.write import check_destination, verify_artifact
 from edgeopt.compression.deploy_guard import target_request
 from edgeopt.errors import AccuracyBudgetExceeded, EdgeoptError, TargetError
-from edgeopt.evaluate.metrics import metric_unit
 from edgeopt.measure.devices import get_profile, host_profile
 from edgeopt.measure.energy import estimate_energy, metered
 from edgeopt.measure.harness import measure
 from edgeopt.measure.host import physical_cores
 from edgeopt.measure.significance import Choice, Contender, choose
 from edgeopt.passes.batch import checked_batches
+from edgeopt.pipeline.comparison import Comparison, Setting, TargetResult
 from edgeopt.pipeline.finish import finish
 from edgeopt.pipeline.request import (
     AUTO_BUDGET_S,
@@ -43,97 +42,21 @@ from edgeopt.pipeline.request import (
 from edgeopt.pipeline.stages import Prepared, TargetSearch, feeds_for_batch, prepare
 from edgeopt.pipeline.target_order import search_targets
 from edgeopt.plugin.manager import PluginManager, get_plugin_manager
-from edgeopt.search.candidates import Candidate, Events, Selection, select, time_candidates
+from edgeopt.search.candidates import Candidate, Events, time_candidates
+from edgeopt.search.selection import Selection, select
 from edgeopt.types import DeviceProfile, LatencyStats, Runner, RunSettings, TargetInfo
 
 SETTLE_RUNS = 2
 """Untimed runs opening each runner's turn when runtimes alternate: the previous runtime's spinning thread
 pool goes idle and this one's wakes before anything is timed."""
+
+
 RUNS_PER_ROUND = 5
 """Timed runs per turn when runtimes alternate (so the settle runs cost a fraction of the timing)."""
+
+
 ENERGY_RUNS = 20
 """Timed runs per winner when a real energy meter is present."""
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One parallelism configuration of a compiled candidate."""
-
-    threads: int | None
-    """Intra-op / inference threads; None: the target's own choice."""
-    batch: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.threads if self.threads is not None else 'auto'} thr x b{self.batch}"
-
-
-@dataclass(frozen=True)
-class TargetResult:
-    """One target's row of the comparison: its winner, or why it has none."""
-
-    target: str
-    status: str
-    """``winner``, ``ok``, ``unavailable`` (not installed/no device), ``refused`` (no candidate within
-    ``--max-drop``, precision or device kind not offered) or ``failed`` (the search raised)."""
-    reason: str = ""
-    label: str = ""
-    precision: str = ""
-    setting: Setting | None = None
-    latency: LatencyStats | None = None
-    size_bytes: int | None = None
-    metric: str | None = None
-    reference: float | None = None
-    candidate: float | None = None
-    drop: float | None = None
-    energy_j: float | None = None
-    energy_method: str = ""
-    runtime: str = ""
-    settings_tried: tuple[dict, ...] = ()
-    candidates: tuple[dict, ...] = ()
-    hint: str = ""
-    """What to do about a ``refused`` or ``failed`` target (the hint of its error)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["setting"] = asdict(self.setting) if self.setting else None
-        out["latency"] = {k: v for k, v in asdict(self.latency).items() if k != "samples"} if self.latency else None
-        out["units"] = metric_unit(self.metric) if self.metric else None
-        out["settings_tried"] = list(self.settings_tried)
-        out["candidates"] = list(self.candidates)
-        return out
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Every target's best configuration for one model on one device, timed in one interleaved run."""
-
-    model: str
-    device: str
-    objective: str
-    slo_ms: float | None
-    max_drop: float
-    results: tuple[TargetResult, ...]
-    winner: str | None
-    why: str
-    warnings: tuple[str, ...] = ()
-    timing: dict = field(default_factory=dict)
-    device_isa: tuple[str, ...] = ()
-    """The device's ISA flags (detected for the host): they decide which int8 kernels each target has."""
-
-    def result(self, target: str) -> TargetResult:
-        return next(r for r in self.results if r.target == target)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model, "device": self.device, "device_isa": list(self.device_isa),
-            "objective": self.objective, "slo_ms": self.slo_ms,
-            "max_drop": self.max_drop, "winner": self.winner, "why": self.why, "warnings": list(self.warnings),
-            "timing": self.timing, "results": [r.to_dict() for r in self.results],
-        }
-
-
-# ------------------------------------------------------------------------------------- eligibility
 
 
 def _device(request: DeployRequest) -> DeviceProfile:
@@ -167,9 +90,6 @@ def eligible_targets(
     return usable, rows
 
 
-# ------------------------------------------------------------------------------------- parallelism
-
-
 def settings_for(device: DeviceProfile, request: DeployRequest, base_batch: int) -> list[Setting]:
     """The parallelism configurations worth timing: every core vs one thread (``--threads`` pins it), at the
     model's batch for ``latency`` or at each ``--batch`` for ``throughput`` (batches other than the model's
@@ -196,9 +116,6 @@ def rank_key(objective: str, slo_ms: float | None) -> Callable[[LatencyStats], t
         figure = LATENCY_FIGURE[objective]
         return lambda s: (getattr(s, figure),)
     return lambda s: (slo_ms is not None and s.p90 * 1e3 > slo_ms, -s.throughput)
-
-
-# ------------------------------------------------------------------------------------- the run
 
 
 @dataclass

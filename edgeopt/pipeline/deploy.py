@@ -26,10 +26,8 @@ from edgeopt.pipeline.request import (
 )
 from edgeopt.pipeline.stages import check_target, feeds_for_batch, prepare, search_target, time_searches
 from edgeopt.plugin.manager import PluginManager, get_plugin_manager
-from edgeopt.search.candidates import (
-    Events,
-    select,
-)
+from edgeopt.search.candidates import Events
+from edgeopt.search.selection import select
 
 
 def run_deploy(request: DeployRequest, *, pm: PluginManager | None = None, events: Events | None = None) -> Deployment:

@@ -11,18 +11,17 @@ from edgeopt.artifact.manifest import build_manifest
 from edgeopt.artifact.report import render_markdown
 from edgeopt.artifact.report_html import HTML_NAME, render_html
 from edgeopt.artifact.write import write_artifact
-from edgeopt.graph.normalize import inspect_model, load_model
+from edgeopt.graph.inspect import inspect_model
+from edgeopt.graph.model_io import load_model
 from edgeopt.measure.harness import peak_memory, profile_runner
 from edgeopt.measure.memory import measure_memory
 from edgeopt.passes.batch import checked_batches
 from edgeopt.pipeline.request import DeployRequest, measured_on_host
 from edgeopt.pipeline.stages import Prepared, TargetSearch, feeds_for_batch
 from edgeopt.plugin.manager import PluginManager, load_runner
-from edgeopt.search.candidates import (
-    Events,
-    Selection,
-)
+from edgeopt.search.candidates import Events
 from edgeopt.search.run import report_sensitivity
+from edgeopt.search.selection import Selection
 from edgeopt.types import RunSettings
 
 

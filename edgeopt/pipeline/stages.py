@@ -16,19 +16,13 @@ from edgeopt.compression.sdk import compress_for_deploy
 from edgeopt.data.datasets import load_dataset, synthetic_dataset
 from edgeopt.data.stream import answers, stream_outputs, with_stream_states
 from edgeopt.errors import DataError, ModelError, TargetError
-from edgeopt.evaluate.metrics import run_outputs
+from edgeopt.evaluate.judge import run_outputs
 from edgeopt.evaluate.reference import ReferenceRunner, batch_size_of, trim_labels
 from edgeopt.pipeline.request import SYNTHETIC_SAMPLES, DeployRequest
 from edgeopt.plugin.manager import PluginManager
 from edgeopt.search import code_fingerprint as fingerprints
 from edgeopt.search.cache import SearchCache, cache_limit_bytes, cache_root, data_fingerprint, evict, search_context
-from edgeopt.search.candidates import (
-    Candidate,
-    CandidateContext,
-    Events,
-    search_plans,
-    time_candidates,
-)
+from edgeopt.search.candidates import Candidate, CandidateContext, Events, search_plans, time_candidates
 from edgeopt.search.run import Search, run_search
 from edgeopt.search.speed_screen import Bar
 from edgeopt.types import Dataset, DeviceProfile, Graph, ImportOptions, TargetInfo

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         UnsupportedModelError,
     )
     from edgeopt.evaluate.reference import ReferenceRunner, batch_size_of
+    from edgeopt.graph.inspect import inspect_model
     from edgeopt.graph.model_family import (
         CONV_OPS,
         MATMUL_OPS,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
         op_histogram,
         refuse_int8_without_weighted_ops,
     )
-    from edgeopt.graph.normalize import inspect_model, load_model
+    from edgeopt.graph.model_io import load_model
     from edgeopt.measure.devices import default_profile_for, get_profile, host_profile, roofline_seconds
     from edgeopt.measure.energy import estimate_energy, metered
     from edgeopt.measure.harness import measure
@@ -57,18 +58,14 @@ if TYPE_CHECKING:
     from edgeopt.passes.batch import batch_agnostic_reshapes, batch_matches, with_batch
     from edgeopt.passes.chain import run_pass_chain
     from edgeopt.passes.ort_optimize import BIG_MODEL_BYTES, LEVELS, model_bytes, model_files, optimize_offline
-    from edgeopt.passes.ort_quantize import (
-        DynamicInt8Options,
-        QuantizeReport,
-        StaticInt8Options,
-        quantize_dynamic_int8,
-        quantize_static_int8,
-    )
+    from edgeopt.passes.ort_quantize import quantize_dynamic_int8, quantize_static_int8
+    from edgeopt.passes.ort_quantize_options import DynamicInt8Options, QuantizeReport, StaticInt8Options
     from edgeopt.passes.transformer_fusion import TransformerFusionOptions, fuse_transformer
     from edgeopt.plugin.hookspecs import HOOK_API_VERSION, hookimpl
     from edgeopt.plugin.metrics import MetricRegister
     from edgeopt.plugin.register import TargetRegister
-    from edgeopt.process.isolation import IsolatedWorker, in_isolated_worker, isolation_enabled, stop_child
+    from edgeopt.process.isolation import IsolatedWorker, isolation_enabled, stop_child
+    from edgeopt.process.worker_main import in_isolated_worker
     from edgeopt.settings import cache_dir, data_dir
     from edgeopt.types import (
         Compiled,
@@ -124,8 +121,8 @@ _WHERE = {
     "TargetError": "edgeopt.errors",
     "TargetUnavailable": "edgeopt.errors",
     "UnsupportedModelError": "edgeopt.errors",
-    "inspect_model": "edgeopt.graph.normalize",
-    "load_model": "edgeopt.graph.normalize",
+    "inspect_model": "edgeopt.graph.inspect",
+    "load_model": "edgeopt.graph.model_io",
     "CONV_OPS": "edgeopt.graph.model_family",
     "MATMUL_OPS": "edgeopt.graph.model_family",
     "WEIGHTED_OPS": "edgeopt.graph.model_family",
@@ -140,9 +137,9 @@ _WHERE = {
     "ReferenceRunner": "edgeopt.evaluate.reference",
     "batch_size_of": "edgeopt.evaluate.reference",
     "run_pass_chain": "edgeopt.passes.chain",
-    "DynamicInt8Options": "edgeopt.passes.ort_quantize",
-    "QuantizeReport": "edgeopt.passes.ort_quantize",
-    "StaticInt8Options": "edgeopt.passes.ort_quantize",
+    "DynamicInt8Options": "edgeopt.passes.ort_quantize_options",
+    "QuantizeReport": "edgeopt.passes.ort_quantize_options",
+    "StaticInt8Options": "edgeopt.passes.ort_quantize_options",
     "quantize_dynamic_int8": "edgeopt.passes.ort_quantize",
     "quantize_static_int8": "edgeopt.passes.ort_quantize",
     "BIG_MODEL_BYTES": "edgeopt.passes.ort_optimize",
@@ -156,9 +153,9 @@ _WHERE = {
     "batch_matches": "edgeopt.passes.batch",
     "with_batch": "edgeopt.passes.batch",
     "IsolatedWorker": "edgeopt.process.isolation",
-    "in_isolated_worker": "edgeopt.process.isolation",
     "isolation_enabled": "edgeopt.process.isolation",
     "stop_child": "edgeopt.process.isolation",
+    "in_isolated_worker": "edgeopt.process.worker_main",
     "default_profile_for": "edgeopt.measure.devices",
     "get_profile": "edgeopt.measure.devices",
     "host_profile": "edgeopt.measure.devices",

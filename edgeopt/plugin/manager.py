@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata as md
-import math
 import os
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from edgeopt.errors import DataError, EdgeoptError, PluginError, TargetError, TargetUnavailable
-from edgeopt.evaluate.metrics import FIDELITY_METRICS, METRICS
+from edgeopt.evaluate.task_metrics import FIDELITY_METRICS, METRICS
 from edgeopt.plugin import hookspecs
+from edgeopt.plugin.hook_timeout import HookTimeout, call_with_timeout
 from edgeopt.plugin.hookspecs import FIRST, OWNER, hook_kind
 from edgeopt.plugin.metrics import MetricRegister, activate
 from edgeopt.plugin.register import TargetRegister
@@ -54,7 +53,10 @@ if TYPE_CHECKING:
         RunSettings,
     )
 
+
 ENTRY_POINT_GROUP = "edgeopt"
+
+
 BUILTIN_PLUGINS = (
     "edgeopt.importers.onnx_file",
     "edgeopt.importers.torch",
@@ -63,10 +65,12 @@ BUILTIN_PLUGINS = (
     "edgeopt.builtin.rapl",
     "edgeopt.builtin.task_metrics",
 )
-DEFAULT_HOOK_TIMEOUT_S = 60.0
-"""Seconds a timed hook may take when ``EDGEOPT_HOOK_TIMEOUT_S`` is unset."""
+
+
 TARGET_HOOKS = tuple(name for name in hookspecs.hook_names() if hook_kind(name).kind == OWNER)
 """Hooks a plugin that registers targets must implement."""
+
+
 TIMED_HOOKS = tuple(name for name in hookspecs.hook_names() if hook_kind(name).timed)
 """Hooks the manager calls with a timeout."""
 
@@ -86,29 +90,6 @@ class PluginStatus:
     """The plugin's declared ``EDGEOPT_HOOK_API`` (None when it could not be imported)."""
 
 
-class HookTimeout(PluginError):
-    """A hook did not return within ``EDGEOPT_HOOK_TIMEOUT_S``; its plugin was quarantined."""
-
-    default_hint = "raise EDGEOPT_HOOK_TIMEOUT_S if the plugin is merely slow, or block it with EDGEOPT_BLOCKED_PLUGINS"
-
-
-def hook_timeout_s() -> float | None:
-    """Seconds from ``EDGEOPT_HOOK_TIMEOUT_S`` (default 60); None when set to 0 (no timeout)."""
-    raw = os.environ.get("EDGEOPT_HOOK_TIMEOUT_S", "").strip()
-    if not raw:
-        return DEFAULT_HOOK_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise PluginError(
-            f"EDGEOPT_HOOK_TIMEOUT_S={raw!r} is not a number of seconds",
-            hint="set it to a positive number of seconds, or 0 to call hooks without a timeout",
-        )
-    return value or None
-
-
 def _env_list(name: str) -> set[str] | None:
     value = os.environ.get(name)
     if value is None:
@@ -125,33 +106,6 @@ def _refuse_wrappers(pm: pluggy.PluginManager, name: str, plugin: object) -> Non
                     "so a wrapper could only wrap its own plugin",
                     hint="declare it with a plain @edgeopt.plugin.hookimpl",
                 )
-
-
-def _timed(plugin: str, hook: str, call: Callable[[], Any]) -> Any:
-    """``call()`` in a worker thread; past ``hook_timeout_s()`` abandon it and raise ``HookTimeout``.
-
-    Python cannot stop a thread, so a hung call keeps running (as a daemon) but its result is never used;
-    the caller quarantines the plugin so nothing calls into it again.
-    """
-    timeout = hook_timeout_s()
-    if timeout is None:
-        return call()
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["result"] = call()
-        except BaseException as exc:  # handed to the calling thread below
-            box["error"] = exc
-
-    worker = threading.Thread(target=work, name=f"edgeopt:{plugin}:{hook}", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise HookTimeout(f"plugin {plugin!r} did not return from {hook} within {timeout:g} s and was quarantined")
-    if "error" in box:
-        raise box["error"]
-    return box.get("result")
 
 
 class PluginManager:
@@ -267,7 +221,7 @@ class PluginManager:
                 return result
             return result[0] if result else None
 
-        return _timed(plugin, hook, call) if hook_kind(hook).timed else call()
+        return call_with_timeout(plugin, hook, call) if hook_kind(hook).timed else call()
 
     def _each(self, hook: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         """``(plugin, result)`` of every healthy plugin's ``hook``; one that raises is quarantined and skipped."""
@@ -428,6 +382,7 @@ class PluginManager:
             if isinstance(found, Mapping):
                 links.update({str(k): str(v) for k, v in found.items()})
         return links, problems
+
 
 def get_plugin_manager(*, builtins: bool = True, entry_points: bool = True) -> PluginManager:
     """A fresh manager with the built-in plugins and the installed entry-point plugins loaded."""

@@ -1,7 +1,8 @@
 """Run calls that native code may crash (ONNX checker, ONNX Runtime) in a child process.
 
 A malformed model can make C++ code segfault or abort, which takes the whole process down with it.
-``IsolatedWorker`` keeps one child (``python -m edgeopt.process.isolation``) that runs functions named
+``IsolatedWorker`` keeps one child (``python -m edgeopt.process.worker_main``, over ``edgeopt.process.wire``)
+that runs functions named
 ``"package.module:qualname"``; a child killed by a signal becomes a ``ModelError`` here and the next call
 starts a fresh child. ``run_isolated`` is the one-call form. Arguments and results cross as pickles
 between this process and the child it started, over its stdin/stdout pipes (never from a file).
@@ -21,22 +22,20 @@ host down.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import pickle
 import selectors
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from edgeopt.errors import CompileError, EdgeoptError, ModelError
+from edgeopt.errors import CompileError, ModelError
 from edgeopt.process.memory_limit import TreeMemory, backstop_bytes, fmt_bytes, kill_descendants
+from edgeopt.process.wire import DATA_LIMIT_ENV, FRAME, rebuild_error, resolve
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -49,12 +48,17 @@ __all__ = [
     "run_isolated",
 ]
 
+
 DEFAULT_TIMEOUT_S = 600.0
 """Time limit of one call when neither the caller nor ``EDGEOPT_ISOLATION_TIMEOUT_S`` sets one."""
+
+
 MEMORY_POLL_S = 0.05
 """Seconds between two reads of a memory-limited worker's resident memory."""
-_DATA_LIMIT_ENV = "EDGEOPT_WORKER_DATA_LIMIT"
-_HEADER = struct.Struct(">Q")
+
+
+
+
 _CRASH_HINT = (
     "the file is malformed in a way that crashes native code; edgeopt stopped it in a child process. "
     "Re-export the model from its source framework"
@@ -101,19 +105,6 @@ class WorkerMemoryExceeded(CompileError):
         super().__init__(message, hint=hint)
         self.limit = limit
         self.peak = peak
-
-
-def resolve(fn_qualname: str) -> Callable[..., Any]:
-    """The object ``"pkg.mod:Class.method"`` (or ``"pkg.mod.func"``) names, importing its module."""
-    module, sep, qual = fn_qualname.partition(":")
-    if not sep:
-        module, _, qual = fn_qualname.rpartition(".")
-    if not module or not qual:
-        raise ValueError(f"{fn_qualname!r} is not 'package.module:function'")
-    obj: Any = importlib.import_module(module)
-    for part in qual.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def run_isolated(
@@ -163,13 +154,13 @@ class IsolatedWorker:
         env = dict(os.environ)
         paths = [p for p in sys.path if p] + [env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(paths).rstrip(os.pathsep)
-        env.pop(_DATA_LIMIT_ENV, None)
+        env.pop(DATA_LIMIT_ENV, None)
         if self.memory_limit is not None:
-            env[_DATA_LIMIT_ENV] = str(backstop_bytes(self.memory_limit))
+            env[DATA_LIMIT_ENV] = str(backstop_bytes(self.memory_limit))
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             # -P: the current directory (often the downloaded model's) is not put on the child's sys.path,
             # so an onnx.py planted next to a model is never imported
-            [sys.executable, "-P", "-m", "edgeopt.process.isolation", ",".join(self.preload)],
+            [sys.executable, "-P", "-m", "edgeopt.process.worker_main", ",".join(self.preload)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -219,7 +210,7 @@ class IsolatedWorker:
         self.last_peak = 0
         watch = self._watch if self.memory_limit is not None else None
         try:
-            reply = _exchange(proc, _HEADER.pack(len(request)) + request, deadline=time.monotonic() + timeout,
+            reply = _exchange(proc, FRAME.pack(len(request)) + request, deadline=time.monotonic() + timeout,
                               watch=watch)
         except TimeoutError:
             self.timeouts += 1
@@ -241,7 +232,7 @@ class IsolatedWorker:
         kind, payload = pickle.loads(reply)  # noqa: S301 - written by the child this object started
         if kind == "ok":
             return payload
-        exc = _rebuild(payload)
+        exc = rebuild_error(payload)
         if isinstance(exc, MemoryError) and self.memory_limit is not None:  # the RLIMIT_DATA backstop
             self.memory_kills += 1
             self._discard()
@@ -343,125 +334,11 @@ def _exchange(
                 if not chunk:
                     return None
                 received += chunk
-                if need is None and len(received) >= _HEADER.size:
-                    need = _HEADER.size + _HEADER.unpack_from(received)[0]
+                if need is None and len(received) >= FRAME.size:
+                    need = FRAME.size + FRAME.unpack_from(received)[0]
                 if need is not None and len(received) >= need:
-                    return bytes(received[_HEADER.size : need])
+                    return bytes(received[FRAME.size : need])
     finally:
         sel.close()
 
 
-def _rebuild(payload: dict[str, Any]) -> BaseException:
-    """The exception the child raised, rebuilt here (EdgeoptErrors from class name, message and hint)."""
-    note = "raised in the isolated worker process:\n" + payload.get("traceback", "")
-    exc: BaseException | None = None
-    if payload.get("edgeopt"):
-        try:
-            cls = resolve(payload["cls"])
-            if isinstance(cls, type) and issubclass(cls, EdgeoptError):
-                exc = cls(payload["message"], hint=payload["hint"])
-        except Exception:  # a class this side cannot import or build: keep the message as a ModelError
-            exc = None
-        if exc is None:
-            exc = ModelError(payload["message"], hint=payload["hint"])
-    elif payload.get("pickled") is not None:
-        try:
-            exc = pickle.loads(payload["pickled"])  # noqa: S301 - written by our own child
-        except Exception:
-            exc = None
-    if not isinstance(exc, BaseException):
-        exc = RuntimeError(f"{payload.get('type', 'Exception')}: {payload.get('message', '')}")
-    exc.add_note(note)
-    return exc
-
-
-# ---------------------------------------------------------------------------------------- child side
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    data = bytearray()
-    while len(data) < n:
-        chunk = os.read(fd, n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return bytes(data)
-
-
-def _error_payload(exc: BaseException) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-    }
-    if isinstance(exc, EdgeoptError):
-        payload.update(
-            edgeopt=True, cls=f"{type(exc).__module__}:{type(exc).__qualname__}", message=exc.message, hint=exc.hint
-        )
-        return payload
-    try:
-        payload["pickled"] = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(payload["pickled"])  # noqa: S301 - checks that it round-trips
-    except Exception:
-        payload["pickled"] = None
-    return payload
-
-
-def _limit_data() -> None:
-    """Apply the parent's ``RLIMIT_DATA`` backstop (see the module) to this child, where the OS allows it."""
-    raw = os.environ.pop(_DATA_LIMIT_ENV, "")
-    if not raw.isdigit():
-        return
-    import resource
-
-    with contextlib.suppress(ValueError, OSError):
-        _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
-        limit = int(raw) if hard == resource.RLIM_INFINITY else min(int(raw), hard)
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
-
-
-_SERVING = False
-
-
-def in_isolated_worker() -> bool:
-    """Whether this process is an ``IsolatedWorker``'s child: code it runs is already isolated (a crash or a
-    memory limit ends only this child), so a plugin need not start a worker of its own for its builds."""
-    return _SERVING
-
-
-def _serve(preload: Sequence[str]) -> None:
-    """Child main loop: read framed (qualname, args) requests on stdin, write framed replies."""
-    import edgeopt.process.isolation as importable  # this file runs as __main__: mark the module others import
-
-    importable._SERVING = True
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this child stops
-    _limit_data()
-    reply_fd = os.dup(1)
-    os.dup2(2, 1)  # anything native code prints goes to stderr, never into the reply stream
-    in_fd = sys.stdin.fileno()
-    pending = [m for m in preload if m]
-    sel = selectors.DefaultSelector()
-    sel.register(in_fd, selectors.EVENT_READ)
-    while True:
-        while pending and not sel.select(timeout=0):
-            with contextlib.suppress(Exception):
-                importlib.import_module(pending.pop(0))
-        header = _read_exact(in_fd, _HEADER.size)
-        if header is None:
-            return
-        body = _read_exact(in_fd, _HEADER.unpack(header)[0])
-        if body is None:
-            return
-        try:
-            fn_qualname, args = pickle.loads(body)  # noqa: S301 - written by our parent
-            reply = ("ok", resolve(fn_qualname)(*args))
-            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            data = pickle.dumps(("error", _error_payload(exc)), protocol=pickle.HIGHEST_PROTOCOL)
-        view = memoryview(_HEADER.pack(len(data)) + data)
-        while view:
-            view = view[os.write(reply_fd, view) :]
-
-
-if __name__ == "__main__":
-    _serve(sys.argv[1].split(",") if len(sys.argv) > 1 else ())

@@ -27,8 +27,9 @@ import pytest
 from edgeopt.errors import CompileError, EdgeoptError, InputSpecError, TargetError
 from edgeopt.evaluate.reference import ReferenceRunner, batch_size_of
 from edgeopt.measure.devices import default_profile_for, get_profile
+from edgeopt.plugin.hook_timeout import hook_timeout_s
 from edgeopt.plugin.hookspecs import HOOK_API_VERSION
-from edgeopt.plugin.manager import TARGET_HOOKS, PluginManager, get_plugin_manager, hook_timeout_s
+from edgeopt.plugin.manager import TARGET_HOOKS, PluginManager, get_plugin_manager
 from edgeopt.testing.checks import check_compiled, sha256_of
 from edgeopt.testing.golden import CHECKED, GoldenGraph, GoldenSet, run_all
 from edgeopt.testing.models import GOLDEN_MODELS, golden_feeds

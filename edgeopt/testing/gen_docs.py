@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from edgeopt.plugin import hookspecs
-from edgeopt.plugin.manager import TARGET_HOOKS, TIMED_HOOKS
+from edgeopt.plugin.hookspecs import EACH, FIRST, hook_kind
 
 START = "<!-- hooks:start -->"
 END = "<!-- hooks:end -->"
@@ -30,14 +30,14 @@ def hook_names() -> list[str]:
 
 
 def _kind(name: str) -> str:
-    opts = getattr(getattr(hookspecs, name), "edgeopt_spec", {}) or {}
-    if opts.get("firstresult"):
+    declared = hook_kind(name)
+    if declared.kind == FIRST:
         kind = "first result wins: plugins are asked in turn until one returns something other than None"
-    elif name in TARGET_HOOKS:
-        kind = "called only on the plugin that registered the target"
-    else:
+    elif declared.kind == EACH:
         kind = "called on every plugin that implements it; each plugin's failure is its own"
-    if name in TIMED_HOOKS:
+    else:
+        kind = "called only on the plugin that registered the target"
+    if declared.timed:
         kind += "; called with the EDGEOPT_HOOK_TIMEOUT_S timeout (a call past it quarantines the plugin)"
     return kind
 

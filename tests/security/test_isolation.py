@@ -130,7 +130,7 @@ def test_modules_planted_in_the_current_directory_are_not_imported(tmp_path, mon
 
 def test_a_worker_knows_it_is_one() -> None:
     """Plugins skip a worker of their own where the core's already isolates them (edgeopt_openvino's builds)."""
-    from edgeopt.process.isolation import in_isolated_worker
+    from edgeopt.process.worker_main import in_isolated_worker
 
     assert in_isolated_worker() is False
-    assert run_isolated("edgeopt.process.isolation:in_isolated_worker") is True
+    assert run_isolated("edgeopt.process.worker_main:in_isolated_worker") is True
