@@ -18,14 +18,8 @@ from onnx import TensorProto, helper, numpy_helper
 from edgeopt.errors import DataError
 from edgeopt.measure.devices import get_profile, roofline_seconds
 from edgeopt.measure.energy import ESTIMATE_METHOD, estimate_energy
-from edgeopt.measure.harness import (
-    Profile,
-    measure,
-    measure_interleaved,
-    peak_memory,
-    profile_runner,
-    stats_from_samples,
-)
+from edgeopt.measure.harness import Profile, measure, measure_interleaved, profile_runner, stats_from_samples
+from edgeopt.measure.memory import peak_memory
 from edgeopt.types import EnergyReading, Feeds, Runner
 
 DEVICE = get_profile("x86-avx2-2core")

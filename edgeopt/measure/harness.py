@@ -9,10 +9,6 @@ them round by round so drift (thermal, frequency, noisy neighbours) hits all of 
 from __future__ import annotations
 
 import gc
-import os
-import resource
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,24 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from edgeopt.errors import DataError
 from edgeopt.measure.devices import roofline_seconds
 from edgeopt.measure.energy import estimate_energy, metered
 from edgeopt.measure.host import host_state
+from edgeopt.measure.memory import MemoryStats, peak_memory, require_feeds
 from edgeopt.types import DeviceProfile, EnergyMeter, EnergyReading, Feeds, LatencyStats, Runner
 
 ROOFLINE_METHOD = "estimated:roofline"
+
+
 SIZE_METHOD = "file-size"
-
-
-@dataclass(frozen=True)
-class MemoryStats:
-    """Resident memory a model costs: after loading, and at the peak while running (bytes over the
-    RSS before loading)."""
-
-    load_bytes: int
-    peak_bytes: int
-    method: str
 
 
 @dataclass(frozen=True)
@@ -106,9 +94,6 @@ def _stats_dict(s: LatencyStats) -> dict[str, Any]:
     }
 
 
-# --- latency --------------------------------------------------------------------------------------
-
-
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     was_enabled = gc.isenabled()
@@ -118,11 +103,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _check_feeds(feeds: Sequence[Feeds]) -> None:
-    if len(feeds) == 0:
-        raise DataError("no feeds to time the model with", hint="give at least one batch of inputs")
 
 
 def stats_from_samples(samples_ns: Sequence[int], *, batch: int) -> LatencyStats:
@@ -162,7 +142,7 @@ def measure(
     once ``budget_s`` of timed runs has elapsed and at least ``min_runs`` were done. Warm-up runs do
     not count against the budget.
     """
-    _check_feeds(feeds)
+    require_feeds(feeds)
     if warmup < 0 or (runs is not None and runs < 1) or min_runs < 1 or batch < 1:
         raise ValueError(f"need warmup >= 0, runs >= 1, min_runs >= 1, batch >= 1 (got {warmup}, {runs}, "
                          f"{min_runs}, {batch})")
@@ -218,7 +198,7 @@ def measure_interleaved(
         {name: feeds[name] for name in runners} if isinstance(feeds, Mapping) else dict.fromkeys(runners, feeds)
     )
     for name in runners:
-        _check_feeds(per[name])
+        require_feeds(per[name])
         for i in range(warmup):
             runners[name].run(per[name][i % len(per[name])])
     samples: dict[str, list[int]] = {name: [] for name in runners}
@@ -245,77 +225,6 @@ def measure_interleaved(
                     times.append(clock() - t0)
             done += 1
     return {name: stats_from_samples(times, batch=batch) for name, times in samples.items()}
-
-
-# --- memory ---------------------------------------------------------------------------------------
-
-
-def _maxrss_bytes() -> int:
-    """Process high-water RSS from getrusage (KiB on Linux, bytes on macOS)."""
-    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(value if sys.platform == "darwin" else value * 1024)
-
-
-class _RssSampler(threading.Thread):
-    """Samples this process's RSS every ``interval_s`` until stopped; keeps the maximum."""
-
-    def __init__(self, interval_s: float = 0.001) -> None:
-        super().__init__(name="edgeopt-rss-sampler", daemon=True)
-        import psutil
-
-        self._process = psutil.Process(os.getpid())
-        self._interval = interval_s
-        self._stop_event = threading.Event()
-        self.peak = self._process.memory_info().rss
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            self.peak = max(self.peak, self._process.memory_info().rss)
-            self._stop_event.wait(self._interval)
-
-    def stop(self) -> int:
-        self._stop_event.set()
-        self.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-        return self.peak
-
-
-def peak_memory(load: Callable[[], Runner], feeds: Sequence[Feeds], *, runs: int = 3) -> MemoryStats:
-    """Memory of loading a runner with ``load()`` and running it ``runs`` times on ``feeds``.
-
-    ``load_bytes`` = RSS after loading minus RSS before; ``peak_bytes`` = highest RSS seen while
-    loading and running (psutil sampled every ~1 ms, raised to getrusage's high-water mark when that
-    grew during the window) minus RSS before. The runner is closed afterwards. Memory freed by earlier
-    work and reused by the allocator is not counted, so these are lower bounds.
-    """
-    import psutil
-
-    _check_feeds(feeds)
-    process = psutil.Process(os.getpid())
-    gc.collect()
-    maxrss_before = _maxrss_bytes()
-    before = process.memory_info().rss
-    sampler = _RssSampler()
-    sampler.start()
-    runner = None
-    try:
-        runner = load()
-        after_load = process.memory_info().rss
-        for i in range(runs):
-            runner.run(feeds[i % len(feeds)])
-    finally:
-        peak = sampler.stop()
-        if runner is not None:
-            runner.close()
-    method = "rss-sampled"
-    maxrss_after = _maxrss_bytes()
-    if maxrss_after > maxrss_before and maxrss_after > peak:
-        peak, method = maxrss_after, "rss-sampled+ru_maxrss"
-    peak = max(peak, after_load)  # RSS can drop between the reading after load and the sampler's next tick
-    return MemoryStats(load_bytes=max(0, after_load - before), peak_bytes=max(0, peak - before), method=method)
-
-
-# --- the full profile -----------------------------------------------------------------------------
 
 
 def _choose_batch(stats: Mapping[int, LatencyStats], slo_ms: float | None) -> int:

@@ -13,8 +13,8 @@ from edgeopt.artifact.report_html import HTML_NAME, render_html
 from edgeopt.artifact.write import write_artifact
 from edgeopt.graph.inspect import inspect_model
 from edgeopt.graph.model_io import load_model
-from edgeopt.measure.harness import peak_memory, profile_runner
-from edgeopt.measure.memory import measure_memory
+from edgeopt.measure.harness import profile_runner
+from edgeopt.measure.memory import measure_memory, peak_memory
 from edgeopt.passes.batch import checked_batches
 from edgeopt.pipeline.request import DeployRequest, measured_on_host
 from edgeopt.pipeline.stages import Prepared, TargetSearch, feeds_for_batch
