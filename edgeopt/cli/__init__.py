@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from edgeopt import settings
 from edgeopt.cli import (
     artifact_commands,
     compare_command,
@@ -35,7 +36,7 @@ from edgeopt.errors import INTERNAL_EXIT_STATUS, INTERRUPTED_EXIT_STATUS, Edgeop
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 INTERRUPTED = "interrupted; nothing was written"
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = settings.LOG_LEVELS
 
 app = typer.Typer(
     name="edgeopt",
@@ -106,7 +107,7 @@ def root(
 
 
 def _add_plugin_commands() -> None:
-    if os.environ.get("EDGEOPT_DISABLE_PLUGIN_AUTOLOAD"):
+    if settings.flag("EDGEOPT_DISABLE_PLUGIN_AUTOLOAD"):
         return
     from edgeopt.plugin.manager import get_plugin_manager
 
@@ -163,7 +164,7 @@ def main() -> None:
         # standalone_mode=False: usage errors reach us, so --json can report them as JSON too
         status = group.main(args=sys.argv[1:], prog_name="edgeopt", standalone_mode=False, default_map=defaults)
     except EdgeoptError as exc:
-        if os.environ.get("EDGEOPT_DEBUG"):
+        if settings.flag("EDGEOPT_DEBUG"):
             traceback.print_exc()
         raise SystemExit(failures.edgeopt_failure(exc, as_json=as_json)) from None
     except typer.TyperException as exc:  # Click's usage errors (Typer vendors Click)

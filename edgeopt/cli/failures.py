@@ -12,10 +12,10 @@ E000), then the traceback on stderr, and exits 70.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 
+from edgeopt import settings
 from edgeopt.errors import CommandLineError, EdgeoptError
 
 INTERNAL_HINT = "this is a bug in edgeopt or a plugin: rerun with EDGEOPT_DEBUG=1 and report the traceback"
@@ -73,7 +73,7 @@ def usage_failure(exc: Exception, *, as_json: bool) -> int:
 def internal_failure(exc: BaseException, *, as_json: bool) -> None:
     """A bug (not an EdgeoptError): under ``--json`` the error object on stdout; the caller re-raises, so the
     traceback follows on stderr."""
-    if as_json and not os.environ.get("EDGEOPT_DEBUG"):
+    if as_json and not settings.flag("EDGEOPT_DEBUG"):
         text = str(exc).strip().splitlines()
         message = f"internal error: {type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
         sys.stdout.write(json.dumps(error_object("E000", message, INTERNAL_HINT), sort_keys=True) + "\n")

@@ -56,14 +56,17 @@ def plugins(ctx: typer.Context, as_json: JsonOpt = False, wide: WideOpt = False)
 
 @plugins_app.command()
 def doctor(as_json: JsonOpt = False) -> None:
-    """Each plugin's version, status, hooks, declared hook API, targets and problems; exit 1 if any is broken."""
-    from edgeopt.plugin.doctor import diagnose
+    """Each plugin's version, status, hooks, declared hook API, targets and problems, then every EDGEOPT_*
+    setting with its value (or what applies when unset) and any problem with it; exit 1 if a plugin is broken."""
+    from edgeopt.plugin.doctor import diagnose, diagnose_settings
     from edgeopt.plugin.hookspecs import HOOK_API_VERSION
     from edgeopt.plugin.manager import get_plugin_manager
 
     found = diagnose(get_plugin_manager())
+    env = diagnose_settings()
     if as_json:
-        _echo_json({"hook_api": HOOK_API_VERSION, "plugins": [asdict(d) for d in found]})
+        _echo_json({"hook_api": HOOK_API_VERSION, "plugins": [asdict(d) for d in found],
+                    "settings": [asdict(s) for s in env]})
     else:
         console = Console()
         console.print(f"edgeopt hook API {HOOK_API_VERSION}")
@@ -77,6 +80,13 @@ def doctor(as_json: JsonOpt = False) -> None:
                 console.print(f"  target {t.name}: {state}; precisions {', '.join(t.precisions)}")
             for problem in d.problems:
                 console.print(f"  [yellow]problem:[/] {problem}", highlight=False)
+        console.print("\n[bold]settings[/] (docs/configuration.md)")
+        for s in env:
+            unset = escape(s.unset.replace("`", ""))
+            shown = escape(repr(s.value)) if s.value is not None else f"[dim](unset: {unset})[/]"
+            console.print(f"  {s.name} = {shown}", highlight=False, soft_wrap=True)
+            if s.problem:
+                console.print(f"  [yellow]problem:[/] {escape(s.problem)}", highlight=False)
     if any(d.status != "ok" for d in found):
         raise typer.Exit(1)
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from edgeopt import settings
 from edgeopt.errors import ModelError, ResourceLimitError, UnsafeModelError, UnsupportedModelError
 from edgeopt.graph.inspect import infer_types, iter_nodes, nbytes, tensor_nbytes
 from edgeopt.graph.utf8 import check_text
-from edgeopt.settings import parse_size
 from edgeopt.types import ImportOptions
 
 MAX_TENSOR_BYTES_ENV = "EDGEOPT_MAX_TENSOR_BYTES"
@@ -74,16 +74,16 @@ def with_env_limits(options: ImportOptions) -> ImportOptions:
 
     A value the caller set explicitly (anything but the dataclass default) wins over the environment.
     """
-    raw = os.environ.get(MAX_TENSOR_BYTES_ENV, "").strip()
-    if not raw or options.max_tensor_bytes != _DEFAULT_MAX_TENSOR_BYTES:
+    if options.max_tensor_bytes != _DEFAULT_MAX_TENSOR_BYTES:
         return options
-    return dataclasses.replace(options, max_tensor_bytes=parse_size(raw, name=MAX_TENSOR_BYTES_ENV))
+    limit = settings.size(MAX_TENSOR_BYTES_ENV)
+    return options if limit is None else dataclasses.replace(options, max_tensor_bytes=limit)
 
 
 def max_model_bytes() -> int:
     """Cap on the external data one model may read: ``EDGEOPT_MAX_MODEL_BYTES`` or ``DEFAULT_MAX_MODEL_BYTES``."""
-    raw = os.environ.get(MAX_MODEL_BYTES_ENV, "").strip()
-    return parse_size(raw, name=MAX_MODEL_BYTES_ENV) if raw else DEFAULT_MAX_MODEL_BYTES
+    limit = settings.size(MAX_MODEL_BYTES_ENV)
+    return DEFAULT_MAX_MODEL_BYTES if limit is None else limit
 
 
 def archive_kind(path: Path) -> str | None:

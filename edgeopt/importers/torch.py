@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
+from edgeopt import settings
 from edgeopt.errors import InputSpecError, ModelError, UnsafeModelError
 from edgeopt.extras import import_optional, is_factory_spec, require
 from edgeopt.graph.model_io import load_onnx
@@ -209,7 +210,7 @@ def _quiet() -> Iterator[list[warnings.WarningMessage]]:
 
     With ``EDGEOPT_DEBUG`` set everything goes through unchanged.
     """
-    if os.environ.get("EDGEOPT_DEBUG"):
+    if settings.flag("EDGEOPT_DEBUG"):
         yield []
         return
     logger = logging.getLogger("torch")

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from edgeopt import settings
 from edgeopt.errors import DeviceError
 from edgeopt.types import DeviceProfile
 
@@ -45,7 +46,7 @@ _OPTIONAL = ("isa", "cores")
 
 def search_path() -> list[Path]:
     """Directories searched for ``*.yaml`` profiles, in priority order (existing ones only)."""
-    dirs = [Path(p) for p in os.environ.get(PROFILES_ENV, "").split(os.pathsep) if p.strip()]
+    dirs = settings.folders(PROFILES_ENV)
     package = Path(__file__).resolve().parents[1]
     dirs += [package / "device_profiles", package.parent / "device_profiles"]
     seen: list[Path] = []

@@ -1,9 +1,11 @@
-"""``edgeopt plugins doctor``: every plugin with what it declares and offers, and everything wrong with it."""
+"""``edgeopt plugins doctor``: every plugin with what it declares and offers, and everything wrong with it; and
+every core setting (``EDGEOPT_*`` variable) with its value now and what is wrong with it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeopt import settings
 from edgeopt.plugin.manager import TARGET_HOOKS, PluginManager
 from edgeopt.types import TargetInfo
 
@@ -45,4 +47,29 @@ def diagnose(pm: PluginManager) -> list[PluginDiagnosis]:
             name=status.name, version=status.version, status=status.status, builtin=status.builtin,
             api_version=status.api_version, hooks=status.hooks, targets=mine, problems=tuple(problems),
         ))
+    return found
+
+
+@dataclass(frozen=True)
+class SettingDiagnosis:
+    """One core setting as ``edgeopt plugins doctor`` shows it."""
+
+    name: str
+    kind: str
+    value: str | None
+    """The raw value in the environment; None when unset."""
+    unset: str
+    """What applies when it is unset, in words."""
+    meaning: str
+    problem: str | None
+    """Why the value cannot be read (message and hint), None when it reads fine."""
+
+
+def diagnose_settings() -> list[SettingDiagnosis]:
+    """Every ``edgeopt.settings.SETTINGS`` entry with its current value, read through its kind's reader."""
+    found = []
+    for s, value in settings.current():
+        error = settings.problem(s.name)
+        problem = None if error is None else error.message + (f"; {error.hint}" if error.hint else "")
+        found.append(SettingDiagnosis(s.name, s.kind, value, s.unset, s.meaning, problem))
     return found

@@ -3,12 +3,11 @@ is abandoned in its thread, and the manager quarantines its plugin."""
 
 from __future__ import annotations
 
-import math
-import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from edgeopt import settings
 from edgeopt.errors import PluginError
 
 if TYPE_CHECKING:
@@ -28,19 +27,7 @@ class HookTimeout(PluginError):
 
 def hook_timeout_s() -> float | None:
     """Seconds from ``EDGEOPT_HOOK_TIMEOUT_S`` (default 60); None when set to 0 (no timeout)."""
-    raw = os.environ.get("EDGEOPT_HOOK_TIMEOUT_S", "").strip()
-    if not raw:
-        return DEFAULT_HOOK_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise PluginError(
-            f"EDGEOPT_HOOK_TIMEOUT_S={raw!r} is not a number of seconds",
-            hint="set it to a positive number of seconds, or 0 to call hooks without a timeout",
-        )
-    return value or None
+    return settings.seconds("EDGEOPT_HOOK_TIMEOUT_S", DEFAULT_HOOK_TIMEOUT_S)  # PluginError when unreadable
 
 
 def call_with_timeout(plugin: str, hook: str, call: Callable[[], Any]) -> Any:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata as md
-import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from edgeopt import settings as core_settings
 from edgeopt.errors import DataError, EdgeoptError, PluginError, TargetError, TargetUnavailable
 from edgeopt.evaluate.task_metrics import FIDELITY_METRICS, METRICS
 from edgeopt.plugin import hookspecs
@@ -90,13 +90,6 @@ class PluginStatus:
     """The plugin's declared ``EDGEOPT_HOOK_API`` (None when it could not be imported)."""
 
 
-def _env_list(name: str) -> set[str] | None:
-    value = os.environ.get(name)
-    if value is None:
-        return None
-    return {item.strip() for item in value.split(",") if item.strip()}
-
-
 def _refuse_wrappers(pm: pluggy.PluginManager, name: str, plugin: object) -> None:
     for caller in pm.get_hookcallers(plugin) or ():
         for impl in caller.get_hookimpls():
@@ -125,10 +118,10 @@ class PluginManager:
             self._register_guarded(module_name, lambda m=module_name: importlib.import_module(m), builtin=True)
 
     def load_entry_points(self) -> None:
-        if os.environ.get("EDGEOPT_DISABLE_PLUGIN_AUTOLOAD"):
+        if core_settings.flag("EDGEOPT_DISABLE_PLUGIN_AUTOLOAD"):
             return
-        allow = _env_list("EDGEOPT_PLUGINS")
-        blocked = _env_list("EDGEOPT_BLOCKED_PLUGINS") or set()
+        allow = core_settings.names("EDGEOPT_PLUGINS")
+        blocked = core_settings.names("EDGEOPT_BLOCKED_PLUGINS") or set()
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in blocked or (allow is not None and ep.name not in allow):
                 continue

@@ -33,7 +33,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from edgeopt.errors import CompileError, ModelError
+from edgeopt import settings
+from edgeopt.errors import CompileError, EdgeoptError, ModelError
 from edgeopt.process.memory_limit import TreeMemory, backstop_bytes, fmt_bytes, kill_descendants
 from edgeopt.process.wire import DATA_LIMIT_ENV, FRAME, rebuild_error, resolve
 
@@ -67,17 +68,17 @@ _CRASH_HINT = (
 
 def isolation_enabled() -> bool:
     """False when ``EDGEOPT_ISOLATION`` is ``0``/``off``/``false``/``no``: calls then run in this process."""
-    return os.environ.get("EDGEOPT_ISOLATION", "1").strip().lower() not in ("0", "off", "false", "no")
+    return settings.flag("EDGEOPT_ISOLATION", default=True)
 
 
 def default_timeout_s() -> float:
-    """``EDGEOPT_ISOLATION_TIMEOUT_S`` when set to a positive number, else ``DEFAULT_TIMEOUT_S``."""
-    raw = os.environ.get("EDGEOPT_ISOLATION_TIMEOUT_S", "").strip()
+    """``EDGEOPT_ISOLATION_TIMEOUT_S`` when set to a positive number, else ``DEFAULT_TIMEOUT_S`` (also for ``0``
+    and for a value that is not a number of seconds: ``edgeopt plugins doctor`` reports that one)."""
     try:
-        value = float(raw) if raw else DEFAULT_TIMEOUT_S
-    except ValueError:
-        value = DEFAULT_TIMEOUT_S
-    return value if value > 0 else DEFAULT_TIMEOUT_S
+        value = settings.seconds("EDGEOPT_ISOLATION_TIMEOUT_S", DEFAULT_TIMEOUT_S)
+    except EdgeoptError:
+        value = None
+    return value or DEFAULT_TIMEOUT_S
 
 
 class _OverLimit(Exception):

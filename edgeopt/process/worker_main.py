@@ -13,19 +13,25 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from edgeopt import settings
+from edgeopt.errors import EdgeoptError
 from edgeopt.process.wire import DATA_LIMIT_ENV, FRAME, error_payload, read_exact, resolve
 
 
 def _limit_data() -> None:
     """Apply the parent's ``RLIMIT_DATA`` backstop (see the module) to this child, where the OS allows it."""
-    raw = os.environ.pop(DATA_LIMIT_ENV, "")
-    if not raw.isdigit():
+    try:
+        wanted = settings.size(DATA_LIMIT_ENV)
+    except EdgeoptError:
+        wanted = None  # the parent writes a plain number of bytes; anything else is not its own: no backstop
+    os.environ.pop(DATA_LIMIT_ENV, None)  # this child's own children start without it
+    if wanted is None:
         return
     import resource
 
     with contextlib.suppress(ValueError, OSError):
         _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
-        limit = int(raw) if hard == resource.RLIM_INFINITY else min(int(raw), hard)
+        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
 
 

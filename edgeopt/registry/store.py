@@ -21,6 +21,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from edgeopt import settings
 from edgeopt.registry.records import DeploymentRecord
 from edgeopt.registry.refs import RegistryError, check_name, check_stage, parse_ref
 from edgeopt.settings import data_dir
@@ -83,7 +84,7 @@ def default_registry_dir() -> Path:
 
 def registry_path() -> Path | None:
     """The database file the environment selects, or None when ``EDGEOPT_REGISTRY=off``."""
-    raw = os.environ.get("EDGEOPT_REGISTRY", "").strip()
+    raw = settings.text("EDGEOPT_REGISTRY") or ""
     if raw.lower() in OFF_VALUES:
         return None
     if not raw:

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeopt import settings
+from edgeopt.errors import EdgeoptError
 from edgeopt.hashing import sha256_file
 from edgeopt.settings import cache_dir
 from edgeopt.types import Compiled, Dataset, PassSpec, Plan
@@ -48,12 +50,13 @@ def cache_root() -> Path:
 
 
 def cache_limit_bytes() -> int:
-    """The cache's size limit from ``$EDGEOPT_CACHE_MAX_MB`` (default 2048 MiB; unreadable values: the default)."""
+    """The cache's size limit from ``$EDGEOPT_CACHE_MAX_MB`` (default 2048 MiB; unreadable values: the default,
+    and ``edgeopt plugins doctor`` reports them)."""
     try:
-        mb = float(os.environ.get(MAX_MB_ENV, DEFAULT_MAX_MB))
-    except ValueError:
-        mb = DEFAULT_MAX_MB
-    return max(0, int(mb * 2**20))
+        mb = settings.mebibytes(MAX_MB_ENV)
+    except EdgeoptError:
+        mb = None
+    return int((DEFAULT_MAX_MB if mb is None else mb) * 2**20)
 
 
 def _tree_bytes(path: Path) -> int:
