@@ -137,7 +137,7 @@ def cache_root_for(directory: Path) -> Path:
 
     A compile work directory keeps them in ``trt_cache/`` beside the model (not listed in the artifact's
     files). An artifact (it has ``manifest.json``) must stay exactly as hashed, so its engines go to the
-    ``tensorrt`` folder of edgeopt's cache folder (``edgeopt.plugin.manager.cache_dir``: ``$EDGEOPT_CACHE_DIR``, else
+    ``tensorrt`` folder of edgeopt's cache folder (``edgeopt.plugin.cache_dir``: ``$EDGEOPT_CACHE_DIR``, else
     the platform's user cache folder).
     """
     directory = Path(directory)

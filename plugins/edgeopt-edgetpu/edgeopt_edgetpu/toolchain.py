@@ -12,7 +12,7 @@ Which interpreter converts, first match wins:
 2. this interpreter, when the converter packages are importable here (``pip install
    'edgeopt-edgetpu[convert]'`` into a dedicated environment);
 3. the toolchain environment ``litert-<key>`` in ``EDGEOPT_TOOLCHAIN_DIR``, else in the ``toolchains``
-   folder of edgeopt's cache folder (``edgeopt.plugin.manager.cache_dir("toolchains")``), ``<key>`` being
+   folder of edgeopt's cache folder (``edgeopt.plugin.cache_dir("toolchains")``), ``<key>`` being
    a hash of the requirement lines, the torch/numpy/onnx versions it reuses from here, this environment's
    site-packages path, the Python version and the platform, so a change of any of them builds a new one.
 
