@@ -10,9 +10,9 @@ plugin and a plugin's import of ``edgeopt.plugin`` pay for nothing they do not c
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from edgeopt.lazy import lazy_names
 from edgeopt.version import __version__
 
 if TYPE_CHECKING:
@@ -62,15 +62,4 @@ __all__ = [
     "targets",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the SDK function wins over a submodule of the same name, once looked up
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

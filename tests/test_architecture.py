@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "edgeopt"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "types", "settings", "extras", "version", "hashing"),
+    ("errors", "types", "settings", "extras", "version", "hashing", "lazy"),
     ("process",),
     ("measure",),
     ("graph",),

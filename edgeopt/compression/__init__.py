@@ -7,8 +7,9 @@ Names load on first use, so the CLI's option parsing (``edgeopt.compression.spec
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgeopt.lazy import lazy_names
 
 if TYPE_CHECKING:
     from edgeopt.compression.pipeline import CompressionResult
@@ -28,9 +29,4 @@ _WHERE = {
 __all__ = ["CompressionResult", "CompressionSpec", "PruneSpec", "TrainConfig", "compress", "compress_for_deploy",
            "parse_prune"]
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

@@ -19,8 +19,9 @@ Names load on first use (module ``__getattr__``), so importing this module costs
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgeopt.lazy import lazy_names
 
 if TYPE_CHECKING:
     from edgeopt.data.datasets import synthetic_dataset
@@ -250,15 +251,4 @@ __all__ = [
     "with_batch",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

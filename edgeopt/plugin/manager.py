@@ -226,19 +226,25 @@ class PluginManager:
 
     # -- hooks -------------------------------------------------------------------------------------
 
+    def _declared(self, hook: str, make_register: Callable[[str], Any]) -> list[Any]:
+        """Each healthy plugin's register after its discovery ``hook`` filled it; a plugin that raises is
+        quarantined and its register dropped."""
+        found = []
+        for name in list(self._implementers(hook)):
+            register = make_register(name)
+            try:
+                self._call(hook, name, {"register": register})
+            except Exception as exc:
+                self._quarantine(name, hook, exc)
+                continue
+            found.append(register)
+        return found
+
     def targets(self) -> list[TargetInfo]:
         """Every target every healthy plugin registers; a plugin that raises is quarantined."""
         if self._targets is None:
-            found: list[TargetInfo] = []
-            for name in list(self._implementers("edgeopt_register_targets")):
-                register = TargetRegister(plugin=name)
-                try:
-                    self._call("edgeopt_register_targets", name, {"register": register})
-                except Exception as exc:
-                    self._quarantine(name, "edgeopt_register_targets", exc)
-                    continue
-                found.extend(register.targets)
-            self._targets = found
+            registers = self._declared("edgeopt_register_targets", lambda name: TargetRegister(plugin=name))
+            self._targets = [t for register in registers for t in register.targets]
         return list(self._targets)
 
     def metrics(self) -> dict[str, TaskMetric]:
@@ -246,16 +252,8 @@ class PluginManager:
         metrics (``edgeopt.evaluate.metric_table``). A plugin whose hook raises is quarantined; two plugins claiming one
         name, or a plugin claiming a built-in's, is a ``PluginError`` naming both."""
         if self._metrics is None:
-            found: list[TaskMetric] = []
-            for name in list(self._implementers("edgeopt_metrics")):
-                register = MetricRegister(plugin=name)
-                try:
-                    self._call("edgeopt_metrics", name, {"register": register})
-                except Exception as exc:
-                    self._quarantine(name, "edgeopt_metrics", exc)
-                    continue
-                found.extend(register.metrics)
-            self._metrics = found
+            registers = self._declared("edgeopt_metrics", lambda name: MetricRegister(plugin=name))
+            self._metrics = [m for register in registers for m in register.metrics]
         return activate(self._metrics)
 
     def check_metric(self, metric: object) -> None:

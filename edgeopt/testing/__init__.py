@@ -7,8 +7,9 @@ imported on first use, so loading the pytest plugin costs nothing in projects th
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgeopt.lazy import lazy_names
 
 if TYPE_CHECKING:
     from edgeopt.artifact.write import verify_artifact
@@ -24,20 +25,20 @@ _WHERE = {
     "PluginManager": "edgeopt.plugin.manager",
     "get_plugin_manager": "edgeopt.plugin.manager",
     "verify_artifact": "edgeopt.artifact.write",
-    "he_weights": "models",
-    "save_graph": "models",
-    "ConformanceSuite": "conformance",
-    "GoldenGraph": "golden",
-    "check_compiled": "checks",
-    "GOLDEN_MODELS": "models",
-    "golden_feeds": "models",
-    "write_golden": "models",
-    "DEFAULT_TOLERANCES": "tolerances",
-    "compare_runs": "tolerances",
-    "relative_error": "tolerances",
-    "tolerance_for": "tolerances",
-    "Confinement": "watch",
-    "confined": "watch",
+    "he_weights": "edgeopt.testing.models",
+    "save_graph": "edgeopt.testing.models",
+    "ConformanceSuite": "edgeopt.testing.conformance",
+    "GoldenGraph": "edgeopt.testing.golden",
+    "check_compiled": "edgeopt.testing.checks",
+    "GOLDEN_MODELS": "edgeopt.testing.models",
+    "golden_feeds": "edgeopt.testing.models",
+    "write_golden": "edgeopt.testing.models",
+    "DEFAULT_TOLERANCES": "edgeopt.testing.tolerances",
+    "compare_runs": "edgeopt.testing.tolerances",
+    "relative_error": "edgeopt.testing.tolerances",
+    "tolerance_for": "edgeopt.testing.tolerances",
+    "Confinement": "edgeopt.testing.watch",
+    "confined": "edgeopt.testing.watch",
 }
 
 __all__ = [
@@ -60,9 +61,4 @@ __all__ = [
     "write_golden",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        where = _WHERE[name]
-        return getattr(importlib.import_module(where if "." in where else f"edgeopt.testing.{where}"), name)
-    raise AttributeError(f"module 'edgeopt.testing' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)
