@@ -220,3 +220,26 @@ def test_prepare_for_onnx2torch_keeps_the_opset_when_a_node_changed_meaning() ->
     model.graph.node.append(helper.make_node("Split", ["y"], ["s0", "s1"], axis=1, num_outputs=2))
     lowered, note = prepare_for_onnx2torch(model)
     assert lowered.opset_import[0].version == 18 and "Split" in note
+
+
+def test_calibration_samples_are_read_one_at_a_time_from_the_npz(tmp_path: Path) -> None:
+    """The quantizer's feeds come from the calibration ``.npz`` sample by sample (never the whole set at once),
+    each sample exactly the slice the worker wrote, for every input in the order asked."""
+    import numpy as np
+
+    from edgeopt_edgetpu.litert_quantize import read_samples
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 3, 4)).astype(np.float32)
+    ids = rng.integers(0, 9, size=(5,)).astype(np.int64)
+    np.savez(tmp_path / "c.npz", **{"input:0": x, "ids": ids})
+    samples = read_samples(str(tmp_path / "c.npz"), ["ids", "input:0"])
+    seen = 0
+    for i, (a, b) in enumerate(samples):
+        assert a.dtype == np.int64 and np.array_equal(a, ids[i : i + 1])
+        assert b.shape == (1, 3, 4) and np.array_equal(b, x[i : i + 1])
+        seen += 1
+    assert seen == 5
+    np.savez(tmp_path / "f.npz", x=np.asfortranarray(rng.standard_normal((4, 3))))
+    with pytest.raises(ValueError, match="C-ordered"):
+        next(read_samples(str(tmp_path / "f.npz"), ["x"]))
