@@ -234,8 +234,10 @@ def _stub_search(monkeypatch, statuses: dict[str, str]):
 
     built: list[str] = []
 
-    def evaluate_plan(ctx, plan, index, *, origin="plan", force=False):
+    def evaluate_plan(ctx, plan, index, *, origin="plan", force=False, last_build=False):
         built.append(plan.label)
+        if last_build:
+            ctx.last_builds.append(plan.label)
         status = statuses[plan.label]
         metrics = Metrics("fidelity:cosine", 100.0, 98.0, 2.0 if status == "refused" else 0.0)
         compiled = Compiled(directory=Path("."), model_file="m", files=("m",), plan=plan, runtime="stub")
@@ -246,6 +248,8 @@ def _stub_search(monkeypatch, statuses: dict[str, str]):
             return []
 
     class Ctx:
+        last_builds: list[str] = []
+
         def out_of_time(self):
             return False
 
@@ -266,6 +270,61 @@ def test_accuracy_variants_are_skipped_once_a_plan_of_their_precision_is_accepte
     assert built == ["fp32", "int8", "bf16"]
     skipped = found.candidates[2]
     assert skipped.status == "skipped" and search_mod.SKIPPED_VARIANT in skipped.reason and "(int8)" in skipped.reason
+
+
+def test_a_stop_after_call_stops_the_build_worker_after_its_last_build(monkeypatch) -> None:
+    """``--target auto`` builds each target's fp32 baseline alone: its worker (and a converter it started) is not
+    kept while the baseline is evaluated; a full search keeps its worker for the builds that may follow."""
+    from edgeopt.types import Plan
+
+    search_mod, ctx, built = _stub_search(monkeypatch, {"fp32": "accepted", "int8": "accepted", "bf16": "accepted"})
+    ctx.last_builds = []
+    plans = [(Plan("t", "fp32", label="fp32"), "plan"), (Plan("t", "int8", label="int8"), "plan"),
+             (Plan("t", "bf16", label="bf16"), "plan")]
+    found = search_mod._run_search(ctx, plans, "auto", search_mod.Search(), 1)
+    assert built == ["fp32"] and ctx.last_builds == ["fp32"]
+    search_mod._run_search(ctx, plans, "auto", found, None)
+    assert built == ["fp32", "int8", "bf16"] and ctx.last_builds == ["fp32"]
+
+
+def test_last_build_stops_the_builder_before_the_candidate_is_loaded(tmp_path) -> None:
+    from edgeopt.candidates import evaluate_plan
+    from edgeopt.errors import CompileError
+    from edgeopt.types import Compiled, Plan
+
+    plan = Plan("t", "fp32", label="fp32")
+    (tmp_path / "m").write_bytes(b"model")
+    calls: list[str] = []
+
+    class Pm:
+        def runner(self, *args):
+            calls.append("runner")
+            raise CompileError("not loadable here")
+
+    class Ctx:
+        pm, cache, builder, workdir, batch, threads, target, device = Pm(), None, None, tmp_path, 1, None, None, None
+        seen: dict = {}
+
+        class events:  # noqa: N801 - an Events stand-in
+            @staticmethod
+            def step(message: str) -> None:
+                pass
+
+        def out_of_time(self) -> bool:
+            return False
+
+        def compile(self, plan, workdir):
+            calls.append("compile")
+            return Compiled(directory=tmp_path, model_file="m", files=("m",), plan=plan, runtime="stub")
+
+        def close_builds(self) -> None:
+            calls.append("close")
+
+    for last, expected in ((True, ["compile", "close", "runner"]), (False, ["compile", "runner"])):
+        calls.clear()
+        Ctx.seen = {}
+        candidate, runner = evaluate_plan(Ctx(), plan, 0, last_build=last)
+        assert calls == expected and candidate.status == "failed" and runner is None
 
 
 def test_fallback_is_tried_for_refused_int8_even_when_bf16_was_accepted(monkeypatch) -> None:

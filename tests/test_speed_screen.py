@@ -105,7 +105,7 @@ def test_search_skips_variants_and_fallback_of_a_slow_int8(exhaustive: bool) -> 
         def out_of_time(self) -> bool:
             return False
 
-    def evaluate_plan(ctx, plan, index, *, origin="plan", force=False):
+    def evaluate_plan(ctx, plan, index, *, origin="plan", force=False, last_build=False):
         built.append(plan.label)
         status = statuses[plan.label]
         metrics = Metrics("fidelity:cosine", 100.0, 98.0, 2.0 if status == "refused" else 0.0)

@@ -201,11 +201,14 @@ def budget_reason(metrics: Metrics, max_drop: float) -> str:
 
 
 def evaluate_plan(
-    ctx: CandidateContext, plan: Plan, index: int, *, origin: str = "plan", force: bool = False
+    ctx: CandidateContext, plan: Plan, index: int, *, origin: str = "plan", force: bool = False,
+    last_build: bool = False,
 ) -> tuple[Candidate, Runner | None]:
     """Compile ``plan`` (or reuse it from the cache), run it on the evaluation data, judge it against the
     reference. Returns the runner, still open, for every candidate that ran (accepted or refused) so all of
-    them can be timed; ``force`` ignores the search deadline (the fp32 baseline)."""
+    them can be timed; ``force`` ignores the search deadline (the fp32 baseline). ``last_build``: no build
+    follows, so the build worker (and whatever it started, e.g. a converter process) is stopped as soon as the
+    plan is built instead of idling beside the evaluation."""
     label = plan.label or plan.precision
     if not force and ctx.out_of_time():
         return Candidate(plan, "skipped", SKIPPED_BUDGET, origin=origin), None
@@ -225,6 +228,8 @@ def evaluate_plan(
                 compiled = ctx.compile(plan, workdir)
             finally:
                 common["build_memory"] = ctx.builder.peaks.get(label) if ctx.builder is not None else None
+                if last_build:
+                    ctx.close_builds()
         digest = _files_digest(compiled)
         if digest in ctx.seen:  # before evaluating it: the same files give the same outputs
             reason = f"the target built the same files as {ctx.seen[digest]}"

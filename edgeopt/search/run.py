@@ -108,14 +108,17 @@ def _run_search(ctx: CandidateContext, plans: list[tuple], precision: str, searc
     todo = plans[search.planned:] if stop_after is None else plans[search.planned:search.planned + stop_after]
     if search.screen is not None and ctx.bar is not None and ctx.bar.label not in search.screen.measured:
         _time_bar(ctx, search.screen)
-    for plan, origin in todo:
+    for k, (plan, origin) in enumerate(todo):
         search.planned += 1
         skip = _skip_reason(search, plan, origin)
         if skip is not None:
             search.add(Candidate(plan, "skipped", skip, origin=origin), None)
             continue
+        # a stop_after call (the --target auto baselines) ends after its plans, with no fallback: its last build's
+        # worker is not kept for the evaluation
         candidate, runner = evaluate_plan(ctx, plan, len(search.candidates), origin=origin,
-                                          force=not search.candidates)
+                                          force=not search.candidates,
+                                          last_build=stop_after is not None and k == len(todo) - 1)
         if origin == "baseline":
             candidate = replace(candidate, status="baseline" if candidate.status == "accepted" else candidate.status,
                                 origin="plan")
