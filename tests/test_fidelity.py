@@ -107,3 +107,32 @@ def test_integer_pass_through_outputs_are_not_what_is_judged() -> None:
     m = evaluate([ids, emb, mask], [ids, noisy, mask], labels=None, synthetic=True,
                  inputs={"input_ids": ids, "attention_mask": mask})
     assert m.metric == "fidelity:embedding_cosine" and m.drop == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fidelity_and_checks_run_block_by_block_with_the_same_figures(monkeypatch) -> None:
+    """Large evaluation outputs (100 dense 384x384 maps: 15M values) are compared a block of samples at a time:
+    the figures match a single-block computation and the temporaries stay near one block."""
+    import tracemalloc
+
+    import edgeopt.evaluate.outputs as blocks
+    from edgeopt.evaluate.judge import check_outputs
+
+    rng = np.random.default_rng(0)
+    ref = [rng.random((40, 1, 96, 96), dtype=np.float32), rng.random((40, 7), dtype=np.float32)]
+    cand = [r + rng.normal(0, 0.01, r.shape).astype(np.float32) for r in ref]
+    monkeypatch.setattr(blocks, "BLOCK_VALUES", 1 << 40)  # one block
+    whole = fidelity(ref, cand)
+    monkeypatch.setattr(blocks, "BLOCK_VALUES", 3 * 9223)  # blocks of 3 samples, the last one short
+    tracemalloc.start()
+    try:
+        blocks = fidelity(ref, cand)
+        assert check_outputs(ref, cand) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert whole.keys() == blocks.keys()
+    for key in whole:
+        assert blocks[key] == pytest.approx(whole[key], rel=1e-12, abs=0), key
+    assert peak < 8 * 3 * 9223 * 8, peak  # a few float64 blocks, not the 1.5 MB float32 outputs as float64 (3 MB)
+    collapsed = [np.repeat(c[:1], 40, axis=0) for c in cand]
+    assert "collapsed" in check_outputs(ref, collapsed)

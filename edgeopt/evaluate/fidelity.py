@@ -31,13 +31,21 @@ correlation of the pairwise similarities (what retrieval uses) is reported besid
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgeopt.errors import CompileError
-from edgeopt.evaluate.outputs import Outputs, as_list, is_label_output, is_scores, shape_mismatch, squeeze_tail
+from edgeopt.evaluate import outputs as blocks
+from edgeopt.evaluate.outputs import (
+    Outputs,
+    as_list,
+    is_label_output,
+    is_scores,
+    shape_mismatch,
+    squeeze_tail,
+)
 
 __all__ = [
     "SQNR_CAP_DB", "Proxy", "attention_mask", "choose_proxy", "cosine_rows", "fidelity", "output_kind", "proxy_scores",
@@ -228,6 +236,24 @@ def _flat(outputs: Sequence[np.ndarray], n: int) -> np.ndarray:
     return np.concatenate([a.astype(np.float64).reshape(-1) for a in numeric])[None, :] if numeric else np.zeros((0, 0))
 
 
+def _flat_blocks(ref: list[np.ndarray], cand: list[np.ndarray], n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``_flat`` of both sides, a block of about ``BLOCK_VALUES`` values of samples at a time; one block (``[1, n]``,
+    the cosine then running over the samples) when each sample holds a single value, and one block when the
+    outputs are not all per-sample."""
+    pairs = [(r, c) for r, c in zip(ref, cand, strict=True) if r.dtype.kind in "fiub" and c.dtype.kind in "fiub"]
+    per_sample = n > 1 and pairs and all(r.ndim and len(r) == n for r, _ in pairs)
+    width = sum(r[:1].size for r, _ in pairs) if per_sample else 0
+    if width < 2:
+        r, c = _flat(ref, n), _flat(cand, n)
+        yield (r.T, c.T) if r.size and r.shape[1] == 1 else (r, c)
+        return
+    step = max(1, blocks.BLOCK_VALUES // width)  # read at call time: tests shrink it
+    for start in range(0, n, step):
+        rows = min(step, n - start)
+        yield (_flat([r[start:start + step] for r, _ in pairs], rows),
+               _flat([c[start:start + step] for _, c in pairs], rows))
+
+
 def _top1(ref: list[np.ndarray], cand: list[np.ndarray]) -> dict[str, float]:
     """Top-1 agreement over the samples whose reference has a single top class (ties make it meaningless)."""
     for i, a in enumerate(ref):
@@ -266,14 +292,17 @@ def fidelity(reference: Outputs, candidate: Outputs) -> dict[str, float]:
         raise CompileError("the model produced no outputs to compare")
     n = len(ref[0]) if ref[0].ndim else 1
     result = _top1(ref, cand)
-    r, c = _flat(ref, n), _flat(cand, n)
-    if not r.size:
-        return result
-    if r.shape[1] == 1:
-        r, c = r.T, c.T
-    cos = cosine_rows(r, c)
+    rows: list[np.ndarray] = []
+    signal = noise = error = 0.0
+    for r, c in _flat_blocks(ref, cand, n):  # block by block: temporaries of a block only
+        if not r.size:
+            return result
+        rows.append(cosine_rows(r, c))
+        diff = r - c
+        signal, noise = signal + float(np.sum(r**2)), noise + float(np.sum(diff**2))
+        error = max(error, float(np.max(np.abs(diff))))
+    cos = np.concatenate(rows)
     result["cosine"] = float(np.clip(np.mean(cos), -1.0, 1.0)) if len(cos) else 1.0
-    signal, noise = float(np.sum(r**2)), float(np.sum((r - c) ** 2))
     if noise == 0:
         sqnr = SQNR_CAP_DB
     elif signal == 0:
@@ -281,6 +310,6 @@ def fidelity(reference: Outputs, candidate: Outputs) -> dict[str, float]:
     else:
         sqnr = max(-SQNR_CAP_DB, min(SQNR_CAP_DB, 10.0 * math.log10(signal / noise)))
     result["sqnr_db"] = sqnr
-    result["max_abs_error"] = float(np.max(np.abs(r - c))) if r.size else 0.0
+    result["max_abs_error"] = error
     return result
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeopt.errors import CompileError, DataError
 from edgeopt.evaluate.fidelity import choose_proxy, fidelity, proxy_scores
-from edgeopt.evaluate.outputs import Outputs, as_list, shape_mismatch
+from edgeopt.evaluate.outputs import Outputs, as_list, row_blocks, shape_mismatch
 from edgeopt.evaluate.task_metrics import FIDELITY_METRICS, infer_task_metric, task_metric
 from edgeopt.types import Dataset, Metrics, Runner
 
@@ -24,8 +24,14 @@ CustomMetric = Callable[[Outputs, "np.ndarray | None"], float]
 
 def _spread(a: np.ndarray) -> float:
     """Largest difference of any sample from the first one."""
-    flat = a.reshape(len(a), -1).astype(np.float64)
-    return float(np.max(np.abs(flat - flat[:1]))) if flat.size else 0.0
+    if not a.size:
+        return 0.0
+    first = a[:1].reshape(1, -1).astype(np.float64)
+    return max(float(np.max(np.abs(block - first))) for block in row_blocks(a))
+
+
+def _max_abs(a: np.ndarray) -> float:
+    return max((float(np.max(np.abs(block))) for block in row_blocks(a)), default=0.0) if a.size else 0.0
 
 
 def check_outputs(reference: Outputs, candidate: Outputs) -> str | None:
@@ -53,7 +59,7 @@ def check_outputs(reference: Outputs, candidate: Outputs) -> str | None:
         if r.ndim == 0 or len(r) < 2 or r.dtype.kind not in "fiub" or c.dtype.kind not in "fiub":
             continue
         ref_spread = _spread(r)
-        ref_scale = float(np.max(np.abs(r.astype(np.float64)))) if r.size else 0.0
+        ref_scale = _max_abs(r)
         if ref_spread <= 1e-6 * ref_scale or ref_spread == 0:
             continue  # the reference itself does not vary across samples
         if _spread(c) <= 1e-3 * ref_spread:

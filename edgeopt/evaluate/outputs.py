@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -77,3 +77,15 @@ def shape_mismatch(reference: list[np.ndarray], candidate: list[np.ndarray]) -> 
             return f"output {i} has shape {tuple(c.shape)}, the reference {tuple(r.shape)}"
     return None
 
+
+BLOCK_VALUES = 1 << 20
+"""Values per block of samples that fidelity figures and output checks are computed over (in float64: 8 MiB), so
+their temporaries stay small whatever the size of the evaluation outputs (100 dense 384x384 maps are 15M values)."""
+
+
+def row_blocks(a: np.ndarray) -> Iterator[np.ndarray]:
+    """``a`` as ``[samples, values]`` float64 blocks of about ``BLOCK_VALUES`` values."""
+    flat = a.reshape(len(a), -1)
+    step = max(1, BLOCK_VALUES // max(1, flat.shape[1]))
+    for start in range(0, len(flat), step):
+        yield flat[start:start + step].astype(np.float64)
