@@ -5,7 +5,8 @@ A malformed model can make C++ code segfault or abort, which takes the whole pro
 that runs functions named
 ``"package.module:qualname"``; a child killed by a signal becomes a ``ModelError`` here and the next call
 starts a fresh child. ``run_isolated`` is the one-call form. Arguments and results cross as pickles
-between this process and the child it started, over its stdin/stdout pipes (never from a file).
+between this process and the child it started, over its stdin/stdout pipes (never from a file), arrays out of
+band without extra copies (``edgeopt.process.wire``).
 
 ``EDGEOPT_ISOLATION=0`` runs the calls in this process instead (for debuggers; a crash is then fatal, and
 no memory limit applies). ``EDGEOPT_ISOLATION_TIMEOUT_S`` sets the default time limit per call (seconds).
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import selectors
 import signal
 import subprocess
@@ -36,7 +36,7 @@ from typing import IO, Any
 from edgeopt import settings
 from edgeopt.errors import CompileError, EdgeoptError, ModelError
 from edgeopt.process.memory_limit import TreeMemory, backstop_bytes, fmt_bytes, kill_descendants
-from edgeopt.process.wire import DATA_LIMIT_ENV, FRAME, rebuild_error, resolve
+from edgeopt.process.wire import DATA_LIMIT_ENV, FrameReader, frame, rebuild_error, resolve, unframe
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -206,13 +206,12 @@ class IsolatedWorker:
         self.start()
         proc = self._proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        request = pickle.dumps((fn_qualname, args), protocol=pickle.HIGHEST_PROTOCOL)
+        request = frame((fn_qualname, args))
         stderr_mark = self._stderr.seek(0, os.SEEK_END) if self._stderr is not None else 0
         self.last_peak = 0
         watch = self._watch if self.memory_limit is not None else None
         try:
-            reply = _exchange(proc, FRAME.pack(len(request)) + request, deadline=time.monotonic() + timeout,
-                              watch=watch)
+            reply = _exchange(proc, request, deadline=time.monotonic() + timeout, watch=watch)
         except TimeoutError:
             self.timeouts += 1
             self._discard()
@@ -230,7 +229,8 @@ class IsolatedWorker:
             self.crashes += 1
             detail = f"{_describe(status)}{self._stderr_tail(stderr_mark)}"
             raise WorkerCrashed(f"the model crashed {what} ({detail})", hint=_CRASH_HINT, detail=detail)
-        kind, payload = pickle.loads(reply)  # noqa: S301 - written by the child this object started
+        del request
+        kind, payload = unframe(reply)
         if kind == "ok":
             return payload
         exc = rebuild_error(payload)
@@ -302,16 +302,19 @@ def _describe(status: int) -> str:
 
 
 def _exchange(
-    proc: subprocess.Popen[bytes], request: bytes, *, deadline: float, watch: Callable[[], None] | None = None
-) -> bytes | None:
-    """Write ``request`` to the child and read one framed reply; None when the child closed its pipes.
+    proc: subprocess.Popen[bytes], request: list[memoryview], *, deadline: float,
+    watch: Callable[[], None] | None = None,
+) -> tuple[bytearray, list[bytearray]] | None:
+    """Write the ``request`` frame to the child and read one reply frame; None when the child closed its pipes.
     ``watch`` runs at least every ``MEMORY_POLL_S`` seconds while waiting (it raises to stop the exchange)."""
     out_fd, in_fd = proc.stdout.fileno(), proc.stdin.fileno()  # type: ignore[union-attr]
     os.set_blocking(in_fd, False)
     sel = selectors.DefaultSelector()
     sel.register(out_fd, selectors.EVENT_READ)
     sel.register(in_fd, selectors.EVENT_WRITE)
-    view, sent, received, need = memoryview(request), 0, bytearray(), None
+    pieces, sent, reader = [p for p in request if p.nbytes], 0, FrameReader()
+    if not pieces:
+        sel.unregister(in_fd)
     try:
         while True:
             left = deadline - time.monotonic()
@@ -323,22 +326,22 @@ def _exchange(
             for key, _ in sel.select(timeout=left):
                 if key.fd == in_fd:
                     try:
-                        sent += os.write(in_fd, view[sent : sent + (1 << 20)])
+                        sent += os.write(in_fd, pieces[0][sent : sent + (1 << 20)])
                     except BrokenPipeError:
                         return None
                     except BlockingIOError:
                         continue
-                    if sent == len(view):
-                        sel.unregister(in_fd)
+                    if sent == pieces[0].nbytes:
+                        pieces.pop(0)
+                        sent = 0
+                        if not pieces:
+                            sel.unregister(in_fd)
                     continue
-                chunk = os.read(out_fd, 1 << 20)
-                if not chunk:
+                done = reader.read(out_fd)
+                if done is None:
                     return None
-                received += chunk
-                if need is None and len(received) >= FRAME.size:
-                    need = FRAME.size + FRAME.unpack_from(received)[0]
-                if need is not None and len(received) >= need:
-                    return bytes(received[FRAME.size : need])
+                if done:
+                    return reader.frame()
     finally:
         sel.close()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import pickle
 import selectors
 import signal
 import sys
@@ -15,7 +14,7 @@ from collections.abc import Sequence
 
 from edgeopt import settings
 from edgeopt.errors import EdgeoptError
-from edgeopt.process.wire import DATA_LIMIT_ENV, FRAME, error_payload, read_exact, resolve
+from edgeopt.process.wire import DATA_LIMIT_ENV, error_payload, frame, read_frame, resolve, unframe
 
 
 def _limit_data() -> None:
@@ -61,22 +60,19 @@ def _serve(preload: Sequence[str]) -> None:
         while pending and not sel.select(timeout=0):
             with contextlib.suppress(Exception):
                 importlib.import_module(pending.pop(0))
-        header = read_exact(in_fd, FRAME.size)
-        if header is None:
-            return
-        body = read_exact(in_fd, FRAME.unpack(header)[0])
-        if body is None:
+        request = read_frame(in_fd)
+        if request is None:
             return
         try:
-            fn_qualname, args = pickle.loads(body)  # noqa: S301 - written by our parent
-            reply = ("ok", resolve(fn_qualname)(*args))
-            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+            fn_qualname, args = unframe(request)
+            pieces = frame(("ok", resolve(fn_qualname)(*args)))
         except Exception as exc:
-            data = pickle.dumps(("error", error_payload(exc)), protocol=pickle.HIGHEST_PROTOCOL)
-        view = memoryview(FRAME.pack(len(data)) + data)
-        while view:
-            view = view[os.write(reply_fd, view) :]
-
+            pieces = frame(("error", error_payload(exc)))
+        args = request = None  # the arguments' arrays (and the buffers they use) go before the next call
+        for view in pieces:
+            while view:
+                view = view[os.write(reply_fd, view) :]
+        del pieces
 
 if __name__ == "__main__":
     _serve(sys.argv[1].split(",") if len(sys.argv) > 1 else ())

@@ -134,3 +134,33 @@ def test_a_worker_knows_it_is_one() -> None:
 
     assert in_isolated_worker() is False
     assert run_isolated("edgeopt.process.worker_main:in_isolated_worker") is True
+
+
+def test_arrays_cross_out_of_band_without_copies_in_the_caller():
+    """Contiguous arrays travel beside the pickle (protocol 5): the caller never holds a pickled copy of a large
+    argument (a build's calibration data), results arrive in buffers the arrays use (writable, one copy)."""
+    import tracemalloc
+
+    import numpy as np
+
+    big = np.random.default_rng(0).random((8, 1024, 1024)).astype(np.float32)  # 32 MiB
+    odd = {"f": np.asfortranarray(np.arange(12.0).reshape(3, 4)), "strided": np.arange(20)[::3],
+           "empty": np.zeros((0, 5), np.int64), "scalar": np.float16(1.5), "text": np.array(["a", "bc"])}
+    with IsolatedWorker() as worker:
+        worker.call("builtins.len", [1])  # started, its imports done
+        tracemalloc.start()
+        try:
+            assert worker.call("builtins.len", big) == 8
+            sent_peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.reset_peak()
+            back = worker.call("copy.copy", big)
+            got_peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        same = worker.call("copy.deepcopy", odd)
+    assert sent_peak < big.nbytes // 8, sent_peak
+    assert got_peak < 1.25 * big.nbytes, got_peak
+    assert np.array_equal(back, big) and back.dtype == big.dtype and back.flags.writeable
+    for key, value in odd.items():
+        assert np.array_equal(same[key], value) and same[key].dtype == value.dtype, key
+    assert same["f"].flags.f_contiguous
