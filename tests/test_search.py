@@ -288,9 +288,8 @@ def test_a_stop_after_call_stops_the_build_worker_after_its_last_build(monkeypat
 
 
 def test_last_build_stops_the_builder_before_the_candidate_is_loaded(tmp_path) -> None:
-    from edgeopt.candidates import evaluate_plan
-
     from edgeopt.errors import CompileError
+    from edgeopt.search.candidates import evaluate_plan
     from edgeopt.types import Compiled, Plan
 
     plan = Plan("t", "fp32", label="fp32")
