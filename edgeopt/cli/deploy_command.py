@@ -151,7 +151,7 @@ def deploy(
     budget_s: Annotated[
         float | None,
         typer.Option(help="Time limit of the candidate search; candidates not reached are skipped (--target auto: "
-                     "70 unless --exhaustive)",
+                     "60 unless --exhaustive)",
                      rich_help_panel=SEARCH, callback=positive),
     ] = None,
     max_memory: Annotated[
