@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -83,6 +84,11 @@ class Prepared:
     workdir: Path
     compression: dict | None = None
     """``edgeopt.compress`` record (stages before/after) when the request asked for compression."""
+
+    @functools.cached_property
+    def data_fingerprints(self) -> tuple[str, str]:
+        """``(calibration, evaluation)`` content hashes for the search cache, computed once for every target."""
+        return data_fingerprint(self.calibration), data_fingerprint(self.evaluation)
 
 
 @dataclass
@@ -222,7 +228,7 @@ def open_search(
         threads=request.threads,
         workdir=workdir,
         events=events,
-        cache=open_cache(request, graph, target, device, pm, prepared.calibration, prepared.evaluation),
+        cache=open_cache(request, graph, target, device, pm, prepared.data_fingerprints),
         deadline=began + request.budget_s if request.budget_s is not None else None,
         max_memory=request.max_memory,
         screen=request.precision == "auto" and not request.exhaustive,
@@ -258,18 +264,19 @@ def time_searches(
 
 
 def open_cache(request: DeployRequest, graph: Graph, target: TargetInfo, device: DeviceProfile, pm: PluginManager,
-               calib: Dataset, evaluation: Dataset) -> SearchCache | None:
-    """The search cache of this target's candidates, keyed by content: graph, data, target, plugin code and
-    version, device, edgeopt's code, threads. None when ``request.cache`` is off."""
+               data: tuple[str, str]) -> SearchCache | None:
+    """The search cache of this target's candidates, keyed by content: graph, ``data`` (the calibration and
+    evaluation fingerprints), target, plugin code and version, device, edgeopt's code, threads. None when
+    ``request.cache`` is off."""
     if not request.cache:
         return None
-
     plugin = pm.plugin_object(target.plugin)
-    plugin_code = fingerprints.code_fingerprint(plugin, distribution=fingerprints.distribution_of_plugin(target.plugin))
+    plugin_code = "" if plugin is None else fingerprints.code_fingerprint(
+        plugin, distribution=fingerprints.distribution_of_plugin(target.plugin))
     context = search_context(
-        graph=graph.fingerprint, calibration=data_fingerprint(calib), evaluation=data_fingerprint(evaluation),
+        graph=graph.fingerprint, calibration=data[0], evaluation=data[1],
         target=target.name, plugin=target.plugin, plugin_version=pm.plugin_versions().get(target.plugin),
-        plugin_code=plugin_code if plugin else "",
+        plugin_code=plugin_code,
         device=device, edgeopt=__version__,
         edgeopt_code=fingerprints.code_fingerprint(fingerprints, distribution="edgeopt"),
         threads=request.threads,

@@ -106,7 +106,7 @@ def data_fingerprint(dataset: Dataset | None) -> str:
     for name, array in items:
         a = np.ascontiguousarray(array)
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes() if a.dtype.kind != "O" else repr(a.tolist()).encode())
+        h.update(a.data if a.dtype.kind != "O" else repr(a.tolist()).encode())  # the array's own bytes, no copy
     return h.hexdigest()
 
 
