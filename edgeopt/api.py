@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -219,9 +218,9 @@ def load(
     recorder = None
     if monitor_log is not None:
         from edgeopt.monitoring.fieldlog import FieldRecorder
+        from edgeopt.registry.records import manifest_sha256
 
-        sealed = hashlib.sha256((Path(path) / "manifest.json").read_bytes()).hexdigest()
-        recorder = FieldRecorder(monitor_log, artifact=str(Path(path).resolve()), manifest_sha256=sealed,
+        recorder = FieldRecorder(monitor_log, artifact=str(Path(path).resolve()), manifest_sha256=manifest_sha256(path),
                                  every=monitor_every)
     return Predictor(path, manifest, runner, recorder=recorder)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from edgeopt.artifact.write import MANIFEST_NAME
+from edgeopt.hashing import sha256_file
 from edgeopt.types import DeploymentRecord  # noqa: F401 - the registry's record, defined with the other stage types
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -17,7 +17,7 @@ STAGES = ("production", "staging")
 
 
 def manifest_sha256(artifact: Path) -> str:
-    return hashlib.sha256((Path(artifact) / MANIFEST_NAME).read_bytes()).hexdigest()
+    return sha256_file(Path(artifact) / MANIFEST_NAME)
 
 
 def record_from_manifest(

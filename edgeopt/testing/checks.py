@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path, PurePosixPath
 
 from edgeopt.types import Compiled, PassSpec, Plan
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def check_compiled(compiled: object, plan: Plan, workdir: Path) -> list[str]:

@@ -26,11 +26,12 @@ import pytest
 
 from edgeopt.errors import CompileError, EdgeoptError, InputSpecError, TargetError
 from edgeopt.evaluate.reference import ReferenceRunner, batch_size_of
+from edgeopt.hashing import sha256_file
 from edgeopt.measure.devices import default_profile_for, get_profile
 from edgeopt.plugin.hook_timeout import hook_timeout_s
 from edgeopt.plugin.hookspecs import HOOK_API_VERSION
 from edgeopt.plugin.manager import TARGET_HOOKS, PluginManager, get_plugin_manager
-from edgeopt.testing.checks import check_compiled, sha256_of
+from edgeopt.testing.checks import check_compiled
 from edgeopt.testing.golden import CHECKED, GoldenGraph, GoldenSet, run_all
 from edgeopt.testing.models import GOLDEN_MODELS, golden_feeds
 from edgeopt.testing.tolerances import compare_runs, tolerance_for
@@ -174,12 +175,12 @@ class ConformanceSuite:
         """Compile ``plan`` in a fresh ``workdir`` and hold the result to the ``edgeopt_compile`` contract."""
         workdir.mkdir(parents=True, exist_ok=False)
         graph = golden.graph
-        before = sha256_of(graph.path)
+        before = sha256_file(graph.path)
         with confined(workdir, watch=[Path(graph.path).parent]) as box:
             compiled = pm.compile(graph, plan, target, device, golden.data, workdir)
         where = _where(target, plan.precision, golden.name)
         assert not box.leaks, f"{where}: edgeopt_compile wrote outside its workdir: {'; '.join(box.leaks)}"
-        assert sha256_of(graph.path) == before, f"{where}: edgeopt_compile modified graph.path"
+        assert sha256_file(graph.path) == before, f"{where}: edgeopt_compile modified graph.path"
         problems = check_compiled(compiled, plan, workdir)
         assert not problems, f"{where}: {'; '.join(problems)}"
         return compiled

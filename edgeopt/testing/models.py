@@ -8,7 +8,6 @@ scale through the layers, as in a trained network, and so quantization error is 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edgeopt.hashing import sha256_file
 from edgeopt.types import Graph, TensorSpec
 
 OPSET = 17
@@ -39,7 +39,7 @@ def save_graph(model: onnx.ModelProto, path: Path, *, source_format: str = "onnx
         dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim)
         return TensorSpec(vi.name, np.dtype(helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)).name, dims)
 
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     return Graph(path=path, fingerprint=digest, source_fingerprint=digest, source_format=source_format, opset=opset,
                  inputs=tuple(spec(i) for i in model.graph.input), outputs=tuple(spec(o) for o in model.graph.output))
