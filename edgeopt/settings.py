@@ -232,6 +232,8 @@ def _root(env: str, platform_dir: str) -> Path:
     import platformdirs  # imported when asked: `import edgeopt.settings` stays cheap
 
     return Path(getattr(platformdirs, platform_dir)(APP, appauthor=False))
+
+
 def cache_dir(sub: str = "") -> Path:
     """``$EDGEOPT_CACHE_DIR/sub``, else the platform's user cache folder for edgeopt ``/sub``; not created.
 

@@ -192,7 +192,8 @@ class PluginManager:
     # -- dispatch ----------------------------------------------------------------------------------
 
     def _implementers(self, hook: str, plugin: str | None = None) -> Iterator[str]:
-        """Healthy plugins implementing ``hook`` in pluggy's call order (last registered first), or only ``plugin``."""
+        """Healthy plugins implementing ``hook`` in pluggy's call order (last registered first), or only ``plugin``;
+        each plugin once (``specname`` lets one plugin implement a hook twice; its subset call runs both)."""
         seen: set[str] = set()
         for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):
             name = impl.plugin_name
@@ -207,14 +208,15 @@ class PluginManager:
         is timed; its result, or None."""
         others = [p for n, p in self._pm.list_name_plugin() if n != plugin]
         caller = self._pm.subset_hook_caller(hook, remove_plugins=others)
+        kind = hook_kind(hook)
 
         def call() -> Any:
             result = caller(**kwargs)
-            if hook_kind(hook).kind == FIRST:
+            if kind.kind == FIRST:
                 return result
             return result[0] if result else None
 
-        return call_with_timeout(plugin, hook, call) if hook_kind(hook).timed else call()
+        return call_with_timeout(plugin, hook, call) if kind.timed else call()
 
     def _each(self, hook: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         """``(plugin, result)`` of every healthy plugin's ``hook``; one that raises is quarantined and skipped."""

@@ -21,12 +21,7 @@ END = "<!-- hooks:end -->"
 
 def hook_names() -> list[str]:
     """Every hook spec in ``edgeopt.plugin.hookspecs``, in source order."""
-    found = [
-        (inspect.getsourcelines(fn)[1], name)
-        for name, fn in vars(hookspecs).items()
-        if name.startswith("edgeopt_") and callable(fn) and hasattr(fn, "edgeopt_spec")
-    ]
-    return [name for _, name in sorted(found)]
+    return list(hookspecs.hook_names())
 
 
 def _kind(name: str) -> str:
